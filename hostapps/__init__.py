@@ -1,0 +1,13 @@
+"""Hostapps: one module per daemon; the registry maps a service kind to its class."""
+from __future__ import annotations
+
+from hostapps.base import Service
+
+
+def registry() -> dict[str, type[Service]]:
+    """Service kind -> class (imported lazily so a unit test of one does not need all)."""
+    from hostapps.appserver import AppServer
+    from hostapps.dns import Dns
+    from hostapps.mariadb import MariaDB
+    from hostapps.nginx import Nginx
+    return {cls.kind: cls for cls in (Dns, MariaDB, AppServer, Nginx)}

@@ -1,0 +1,159 @@
+"""MariaDB: a per-run copy of a cached, pre-initialised data directory; app user and schema ready."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from hostapps.base import Service, render_template
+from weblab import paths
+from weblab.errors import WeblabError
+
+SCHEMA = Path(__file__).resolve().parent / "webapp" / "schema.sql"
+APP_USER, APP_PASSWORD = "app", "app-secret"
+
+
+def _version() -> str:
+    res = subprocess.run(["mariadbd", "--version"], capture_output=True, text=True, timeout=10)
+    return res.stdout.strip()
+
+
+def users_sql() -> str:
+    """The lab's database users, baked into the template."""
+    return (f"CREATE USER IF NOT EXISTS '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}';\n"
+            f"GRANT ALL PRIVILEGES ON foobar.* TO '{APP_USER}'@'%';\n"
+            "CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'repl-secret';\n"
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'repl'@'%';\n"
+            "CREATE USER IF NOT EXISTS 'exporter'@'%' IDENTIFIED BY 'exporter-secret' "
+            "WITH MAX_USER_CONNECTIONS 3;\n"
+            "GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR, SELECT ON *.* TO 'exporter'@'%';\n"
+            "FLUSH PRIVILEGES;\n")
+
+
+def template_key() -> str:
+    """Cache key: server version + schema + users, so any change rebuilds the template."""
+    h = hashlib.sha256()
+    h.update(_version().encode())
+    h.update(SCHEMA.read_bytes())
+    h.update(users_sql().encode())
+    return h.hexdigest()[:16]
+
+
+def ensure_template() -> Path:
+    """Build (once, under a lock) the initialised datadir that every run copies."""
+    root = paths.CACHE_ROOT / "mariadb"
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / template_key()
+    if (target / ".complete").exists():
+        return target
+    with open(root / ".lock", "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        _build_template(target)
+    return target
+
+
+def _build_template(target: Path) -> None:
+    """mariadb-install-db, then load schema and users through a socket-only bootstrap server."""
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
+    shutil.chown(work, "mysql", "mysql")
+    datadir = work / "data"
+    log = work / "build.log"
+    try:
+        with open(log, "w") as out:
+            res = subprocess.run(
+                ["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={datadir}",
+                 "--auth-root-authentication-method=socket", "--skip-test-db",
+                 "--innodb-log-file-size=16M", "--innodb-buffer-pool-size=64M"],
+                stdout=out, stderr=subprocess.STDOUT, timeout=120)
+        if res.returncode != 0:
+            raise WeblabError(f"mariadb-install-db failed (log: {log})")
+        sock = work / "boot.sock"
+        server = subprocess.Popen(
+            ["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={datadir}",
+             f"--socket={sock}", "--skip-networking", "--innodb-log-file-size=16M",
+             "--innodb-buffer-pool-size=64M", f"--log-error={work / 'boot.err'}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while subprocess.run(["mariadb-admin", "--no-defaults", f"--socket={sock}", "ping"],
+                                 capture_output=True, timeout=10).returncode != 0:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise WeblabError(f"bootstrap mariadbd did not answer (log: {work / 'boot.err'})")
+                time.sleep(0.1)
+            sql = SCHEMA.read_text() + "\n" + users_sql()
+            res = subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-u", "root"],
+                                 input=sql, capture_output=True, text=True, timeout=60)
+            if res.returncode != 0:
+                raise WeblabError(f"loading {SCHEMA} into the template failed: {res.stderr.strip()}")
+            subprocess.run(["mariadb-admin", "--no-defaults", f"--socket={sock}", "shutdown"],
+                           capture_output=True, timeout=60)
+            server.wait(timeout=60)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait(timeout=10)
+        (datadir / "binlog.index").unlink(missing_ok=True)
+        (datadir / ".complete").touch()
+        datadir.rename(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class MariaDB(Service):
+    """mariadbd with its own datadir, socket and logs in the run directory."""
+
+    kind = "mariadb"
+    ready_timeout = 30.0
+    stop_timeout = 15.0
+    defaults = {"port": 3306, "bind": "0.0.0.0", "server_id": 1, "binlog": False,
+                "read_only": False, "flush_at_commit": 1}
+
+    @property
+    def datadir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "mysqld.sock"
+
+    def render(self) -> None:
+        shutil.chown(self.dir, "mysql", "mysql")
+        (self.dir / "my.cnf").write_text(render_template(
+            "my.cnf.j2", host=self.host.name, dir=self.dir, datadir=self.datadir, **self.opts))
+
+    def prepare(self) -> None:
+        if not self.datadir.exists():
+            shutil.copytree(ensure_template(), self.datadir, symlinks=True)
+            (self.datadir / ".complete").unlink(missing_ok=True)
+            subprocess.run(["chown", "-R", "mysql:mysql", str(self.datadir)], check=True, timeout=30)
+
+    def argv(self) -> list[str]:
+        return ["mariadbd", f"--defaults-file={self.dir / 'my.cnf'}"]
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "mariadb.err"
+
+    def probe(self) -> bool:
+        try:
+            res = self.host.run(["mariadb-admin", "--no-defaults", f"--socket={self.socket}",
+                                 "--connect-timeout=1", "ping"], timeout=5)
+        except subprocess.TimeoutExpired:
+            return False
+        return res.returncode == 0
+
+    def sql(self, statement: str, timeout: float = 10) -> str:
+        """Run SQL as root over the local socket, inside the host; tab-separated output."""
+        res = self.host.run(["mariadb", "--no-defaults", f"--socket={self.socket}", "-u", "root",
+                             "-N", "-B", "-e", statement], timeout=timeout)
+        if res.returncode != 0:
+            raise WeblabError(f"{self.name}: SQL failed: {res.stderr.strip()}")
+        return res.stdout

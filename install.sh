@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything weblab needs on Debian 12 / Ubuntu 22.04+: Debian packages, a venv from the
+# system Python (so Debian's Mininet imports) with pinned packages, and the `weblab` command.
+# Idempotent: a second run checks, finds everything in place and changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")"
+REPO=$(pwd)
+VENV="$REPO/.venv"
+SYSPY=/usr/bin/python3
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install.sh: needs root (apt-get, /usr/local/bin): run: sudo make install" >&2
+  exit 2
+fi
+
+mapfile -t PKGS < <(grep -v '^\s*#' debian-packages.txt | sed '/^\s*$/d')
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install.sh: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  # --no-install-recommends keeps desktop tools out; package scripts may not start services here,
+  # and weblab starts every daemon itself, in its own hosts.
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+stamp="$VENV/.weblab-installed"
+want=$(cat requirements.txt constraints.txt setup.py | sha256sum | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "install.sh: building the venv in $VENV"
+  [ -x "$VENV/bin/python" ] || "$SYSPY" -m venv --system-site-packages "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  echo "$want" > "$stamp"
+fi
+"$VENV/bin/python" -c "import mininet.net, os_ken, scapy, matplotlib, pymysql, jinja2, gunicorn" \
+  || { echo "install.sh: the venv cannot import its packages; remove $VENV and run again" >&2; exit 1; }
+
+# `sudo weblab ...` must find the command (sudo's PATH has /usr/local/bin).
+if [ "$(readlink /usr/local/bin/weblab 2>/dev/null)" != "$VENV/bin/weblab" ]; then
+  ln -sfn "$VENV/bin/weblab" /usr/local/bin/weblab
+fi
+echo "install.sh: ready ($(weblab --help >/dev/null && echo 'weblab command OK'))"

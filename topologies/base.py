@@ -1,0 +1,158 @@
+"""The shared vocabulary of designs: roles, addressing, services and firewall policy, as pure data.
+
+A design is a Mininet Topo subclass (so `mn --custom` works) that also declares which services
+run on which host, which host is the entry point, and which traffic its firewall allows. It
+starts nothing: weblab.lab reads these declarations and brings them to life.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from mininet.topo import Topo
+
+ZONE = "foobar.com"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Stands for a host's address in service options; the lab resolves it."""
+
+    host: str
+
+
+@dataclass(frozen=True)
+class HostTable:
+    """Stands for {host name: address} of every host; the lab resolves it (DNS A records)."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One daemon on one host: its kind (a hostapp) and options."""
+
+    host: str
+    kind: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A firewall rule: src/dst are "any", a host, "role:NAME" or a CIDR; default is deny."""
+
+    id: str
+    src: str
+    dst: str
+    proto: str
+    port: int | None = None
+    action: str = "allow"
+
+    def to_json(self) -> dict[str, Any]:
+        d = {"id": self.id, "src": self.src, "dst": self.dst, "proto": self.proto,
+             "action": self.action}
+        if self.port is not None:
+            d["port"] = self.port
+        return d
+
+
+# ARP, ICMP and DNS are explicit rules, not holes.
+BASE_RULES = (
+    Rule("arp", "any", "any", "arp"),
+    Rule("icmp", "any", "any", "icmp"),
+    Rule("dns-udp", "any", "role:dns", "udp", 53),
+    Rule("dns-tcp", "any", "role:dns", "tcp", 53),
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A design parameter: its default, allowed values (or a check) and a one-line help."""
+
+    default: Any
+    help: str
+    choices: tuple | None = None
+    kind: type = str
+
+
+class Subnet:
+    """Addresses of one lab network."""
+
+    def __init__(self, cidr: str):
+        self.net = ipaddress.ip_network(cidr)
+
+    def ip(self, n: int) -> str:
+        """The n-th address of the network."""
+        return str(self.net.network_address + n)
+
+    def cidr(self, n: int) -> str:
+        """The n-th address with the prefix length, as Mininet wants it."""
+        return f"{self.ip(n)}/{self.net.prefixlen}"
+
+
+def mac_for(ip: str) -> str:
+    """A stable, locally administered MAC derived from an IPv4 address."""
+    o = ipaddress.ip_address(ip).packed
+    return "02:00:" + ":".join(f"{b:02x}" for b in o)
+
+
+class LabTopo(Topo):
+    """A design: the Mininet graph plus roles, services, entry point and policy."""
+
+    design: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+
+    def __init__(self, **params: Any):
+        self.roles: dict[str, str] = {}
+        self.addresses: dict[str, list[str]] = {}
+        self.services: list[ServiceSpec] = []
+        self.rules: list[Rule] = list(BASE_RULES)
+        self.firewall = False
+        self.entry: str = ""
+        self.zone = ZONE
+        self.values = self.resolve_params(params)
+        super().__init__(**self.values)
+
+    @classmethod
+    def resolve_params(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults merged with given values; unknown or invalid values raise ValueError."""
+        unknown = set(given) - set(cls.params)
+        if unknown:
+            known = ", ".join(sorted(cls.params)) or "none"
+            raise ValueError(f"{cls.design}: unknown parameter(s) {', '.join(sorted(unknown))}; "
+                             f"known: {known}")
+        out = {}
+        for name, p in cls.params.items():
+            value = given.get(name, p.default)
+            if value is not None and not isinstance(value, p.kind) and p.kind is not object:
+                try:
+                    value = p.kind(value)
+                except (TypeError, ValueError):
+                    raise ValueError(f"{cls.design}: parameter {name}={value!r} is not a "
+                                     f"{p.kind.__name__}") from None
+            if p.choices and value not in p.choices:
+                raise ValueError(f"{cls.design}: parameter {name}={value!r} must be one of "
+                                 f"{', '.join(map(str, p.choices))}")
+            out[name] = value
+        return out
+
+    def add_node(self, name: str, role: str, switch: str, ip: str, prefix: int = 24,
+                 **opts: Any) -> str:
+        """A host with a role, one leg on switch; more legs with add_leg."""
+        self.addHost(name, ip=f"{ip}/{prefix}", mac=mac_for(ip), **opts)
+        self.roles[name] = role
+        self.addresses[name] = [ip]
+        self.addLink(name, switch)
+        return name
+
+    def add_service(self, host: str, kind: str, **options: Any) -> None:
+        """Declare a service; services start in declaration order and stop in reverse."""
+        self.services.append(ServiceSpec(host, kind, options))
+
+    def add_dns(self, host: str) -> None:
+        """The lab's authoritative DNS on host: apex -> entry point, www CNAME apex."""
+        self.add_service(host, "dns", zone=self.zone, apex=Ref(self.entry),
+                         cnames={"www": f"{self.zone}."}, a_records=HostTable())
+
+    def host_role(self, name: str) -> str:
+        return self.roles[name]

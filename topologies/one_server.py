@@ -1,0 +1,37 @@
+"""Design 1 — one server: Nginx, the app server and MariaDB on one host; www CNAME foobar.com.
+
+    client ---+
+              |
+    dns ------s1------ server1 (nginx :80 -> gunicorn 127.0.0.1:8000 -> mariadb 127.0.0.1:3306)
+"""
+from __future__ import annotations
+
+from topologies.base import LabTopo, Rule, Subnet
+
+
+class OneServer(LabTopo):
+    """Every tier on one host: the simplest design and its single points of failure."""
+
+    design = "one-server"
+    summary = "Nginx + app server + MariaDB on one host behind foobar.com (www CNAME)"
+
+    def build(self, **_params) -> None:
+        lan = Subnet("10.0.0.0/24")
+        s1 = self.addSwitch("s1")
+        self.add_node("client", "client", s1, lan.ip(100))
+        self.add_node("dns", "dns", s1, lan.ip(2))
+        self.add_node("server1", "server", s1, lan.ip(11))
+        self.entry = "server1"
+
+        self.add_dns("dns")
+        self.add_service("server1", "mariadb")
+        self.add_service("server1", "webapp", server_name="server1")
+        self.add_service("server1", "nginx", server_name="server1")
+
+        self.rules += [
+            Rule("web-http", "any", "server1", "tcp", 80),
+            Rule("web-https", "any", "server1", "tcp", 443),
+        ]
+
+
+topos = {"one-server": OneServer}

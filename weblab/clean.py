@@ -1,0 +1,77 @@
+"""Remove exactly what one run created, as its state file records it; never anything by name pattern."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from weblab import cgroups, paths
+from weblab.errors import WeblabError
+from weblab.proc import ProcRef
+from weblab.state import RunState, all_runs
+
+
+def holder_alive(data: dict) -> bool:
+    """True if the process holding the run (supervisor or interactive CLI) still lives."""
+    h = data.get("holder")
+    return bool(h) and ProcRef(**h).alive()
+
+
+def crashed_runs() -> list[str]:
+    """Runs whose directory remains but whose holder is gone."""
+    out = []
+    for run_id in all_runs():
+        try:
+            st = RunState.load(run_id)
+        except (FileNotFoundError, ValueError):
+            out.append(run_id)
+            continue
+        if not holder_alive(st.data):
+            out.append(run_id)
+    return out
+
+
+def sweep(data: dict) -> list[str]:
+    """Stop recorded processes, delete recorded root-namespace links and cgroups; returns leftovers."""
+    leftovers = []
+    for d in reversed(data.get("processes", [])):
+        ref = ProcRef(**d)
+        if ref.name == "holder":
+            continue
+        ref.stop(timeout=3)
+        if ref.alive():
+            leftovers.append(f"process {ref.name} ({ref.pid})")
+    for link in data.get("links", []):
+        for intf in (link[1], link[3]):
+            if Path("/sys/class/net", intf).exists():
+                subprocess.run(["ip", "link", "del", intf], capture_output=True, timeout=10)
+                if Path("/sys/class/net", intf).exists():
+                    leftovers.append(f"link {intf}")
+    for sw in data.get("switches", []):
+        # The userspace datapath's bridge port is a tap that dies with ovs-vswitchd; check anyway.
+        if Path("/sys/class/net", sw).exists() and data.get("datapath") == "user":
+            subprocess.run(["ip", "link", "del", sw], capture_output=True, timeout=10)
+    for cg in data.get("cgroups", []):
+        cgroups.remove(cg)
+        if Path(cg).exists():
+            leftovers.append(f"cgroup {cg}")
+    return leftovers
+
+
+def clean_run(run_id: str) -> tuple[list[str], Path | None]:
+    """Clean one run that has no live holder; returns (leftovers, where its logs were kept)."""
+    from weblab.lab import keep_logs
+    run_dir = paths.run_dir(run_id)
+    if not run_dir.exists():
+        raise WeblabError(f"no run {run_id} under {paths.RUN_ROOT}")
+    try:
+        data = RunState.load(run_id).data
+    except (FileNotFoundError, ValueError):
+        data = {}
+    if holder_alive(data):
+        raise WeblabError(f"run {run_id} is still running (pid {data['holder']['pid']}); "
+                          f"stop it with: sudo weblab down")
+    leftovers = sweep(data)
+    kept = keep_logs(run_dir, run_id)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return leftovers, kept

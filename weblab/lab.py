@@ -1,0 +1,461 @@
+"""Lab: builds a design (private OVS, switches, hosts), starts its controller and services, waits
+until everything answers, and tears it all down in reverse order, always."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from weblab import cgroups, clean, paths
+from weblab.errors import NotReady, WeblabError
+from weblab.lock import LabLock
+from weblab.ovs import PrivateOVS, choose_datapath, wait_for
+from weblab.proc import ProcRef
+from weblab.state import RunState
+
+# Binaries a lab needs whatever its design; services add their own.
+CORE_BINARIES = ("mnexec", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovsdb-tool", "ip",
+                 "ethtool", "mount", "curl")
+SERVICE_BINARIES = {"nginx": ("nginx",), "dns": ("named", "named-checkconf", "named-checkzone", "dig"),
+                    "mariadb": ("mariadbd", "mariadb-install-db", "mariadb", "mariadb-admin"),
+                    "webapp": ()}
+
+
+def new_run_id() -> str:
+    """A run id: time of start plus a random suffix."""
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def preflight(design_cls, params: dict[str, Any]) -> dict[str, Any]:
+    """Everything checkable before anything is started: root, binaries, parameters, lock, leftovers."""
+    if os.geteuid() != 0:
+        raise WeblabError("weblab needs root to build networks: run it with sudo")
+    try:
+        values = design_cls.resolve_params(params)
+    except ValueError as e:
+        raise WeblabError(str(e)) from None
+    needed = list(CORE_BINARIES)
+    for spec in design_cls(**values).services:
+        needed += SERVICE_BINARIES.get(spec.kind, ())
+    missing = [b for b in dict.fromkeys(needed) if shutil.which(b) is None]
+    if missing:
+        raise WeblabError(f"missing programs: {', '.join(missing)}; install them with: sudo make install "
+                          f"(check with: sudo weblab doctor)")
+    leftovers = clean.crashed_runs()
+    if leftovers:
+        raise WeblabError(f"run {leftovers[0]} did not shut down cleanly; remove what it left with: "
+                          f"sudo weblab clean")
+    return values
+
+
+class Lab:
+    """A running design. Use as a context manager, or call start() and stop() (stop is idempotent)."""
+
+    def __init__(self, design: str, params: dict[str, Any] | None = None, run_id: str | None = None,
+                 datapath: str = "auto", cpu: dict[str, float] | None = None, firewall: bool | None = None):
+        from topologies import get
+        try:
+            self.design_cls = get(design)
+        except ValueError as e:
+            raise WeblabError(str(e)) from None
+        self.design = design
+        self.params = dict(params or {})
+        self.cpu = dict(cpu or {})
+        self.firewall_override = firewall
+        self.requested_datapath = datapath
+        self.run_id = run_id or new_run_id()
+        self.run_dir = paths.run_dir(self.run_id)
+        self.state = RunState(self.run_id)
+        self.lock = LabLock()
+        self.net = None
+        self.topo = None
+        self.ovs: PrivateOVS | None = None
+        self.controller: ProcRef | None = None
+        self.services: dict[tuple[str, str], Any] = {}
+        self.started_services: list[Any] = []
+        self.popens: list[subprocess.Popen] = []
+        self.failed = False
+        self.stopped = False
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ bring-up
+    def __enter__(self) -> "Lab":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is not None:
+            self.failed = True
+        self.stop()
+
+    def start(self) -> "Lab":
+        """Bring the lab up; on any failure tear down what was started and re-raise."""
+        values = preflight(self.design_cls, self.params)
+        self.lock.acquire(self.run_id, self.design)
+        t0 = time.monotonic()
+        try:
+            self._start(values)
+        except BaseException:
+            self.failed = True
+            self.stop()
+            raise
+        self.timings["up"] = time.monotonic() - t0
+        self.state.set(status="ready", ready_at=time.time(), timings=self.timings)
+        return self
+
+    def _start(self, values: dict[str, Any]) -> None:
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.node import OVSSwitch
+
+        setLogLevel(os.environ.get("WEBLAB_MININET_LOG", "warning"))
+        datapath, why = choose_datapath(self.requested_datapath)
+        self.state.set(design=self.design, params=values, cpu=self.cpu, datapath=datapath,
+                       datapath_reason=why, created=time.time(),
+                       holder=ProcRef.of("holder", os.getpid(), group=False).to_dict(),
+                       python=sys.executable, repo=str(paths.REPO))
+        self.topo = self.design_cls(**values)
+        if self.firewall_override is not None:
+            self.topo.firewall = self.firewall_override
+        unknown_cpu = set(self.cpu) - set(self.topo.hosts())
+        if unknown_cpu:
+            raise WeblabError(f"cpu limit for unknown host(s): {', '.join(sorted(unknown_cpu))}")
+
+        self.ovs = PrivateOVS(self.run_dir, datapath)
+        self.ovs.start(lambda ref: self.state.add("processes", ref.to_dict()))
+        os.environ.update(self.ovs.env())  # Mininet's ovs-vsctl calls now reach the private instance
+
+        switch = partial(OVSSwitch, datapath=datapath, protocols="OpenFlow13", failMode="secure")
+        self.net = Mininet(topo=self.topo, switch=switch, controller=None, build=False,
+                           autoSetMacs=False, autoStaticArp=False, waitConnected=False)
+        self.net.build()
+        self._record_nodes()
+        self._configure_hosts(datapath)
+
+        self._start_controller()
+        self.net.start()
+        self._connect_switches()
+
+        for spec in self.topo.services:
+            svc = self._make_service(spec)
+            t = time.monotonic()
+            svc.start()
+            self.started_services.append(svc)
+            self.timings[f"{spec.kind}@{spec.host}"] = time.monotonic() - t
+            self.state.add("services", {"host": spec.host, "kind": spec.kind, "dir": str(svc.dir),
+                                        "log": str(svc.log), **(svc.ref.to_dict() if svc.ref else {})})
+        self._wait_entry()
+
+    def _record_nodes(self) -> None:
+        hosts = {}
+        for h in self.net.hosts:
+            self.state.data["processes"].append(ProcRef.of(f"shell:{h.name}", h.pid, host=h.name).to_dict())
+            hosts[h.name] = {"pid": h.pid, "role": self.topo.roles.get(h.name, ""),
+                             "ips": self.topo.addresses.get(h.name, []),
+                             "intfs": [i.name for i in h.intfList() if i.name != "lo"]}
+        for s in self.net.switches:
+            self.state.data["processes"].append(ProcRef.of(f"shell:{s.name}", s.pid).to_dict())
+        self.state.data["hosts"] = hosts
+        self.state.data["switches"] = [s.name for s in self.net.switches]
+        self.state.data["links"] = [[l.intf1.node.name, l.intf1.name, l.intf2.node.name, l.intf2.name]
+                                    for l in self.net.links]
+        self.state.save()
+
+    def _configure_hosts(self, datapath: str) -> None:
+        """Resolver through the lab DNS, private to each host; checksum offload off for userspace."""
+        etc = self.run_dir / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        dns_host = next((s.host for s in self.topo.services if s.kind == "dns"), None)
+        if dns_host:
+            (etc / "resolv.conf").write_text(
+                f"# weblab run {self.run_id}\nnameserver {self.ip(dns_host)}\nsearch {self.topo.zone}\n"
+                "options timeout:1 attempts:2\n")
+            # Only files and DNS: no NSS module may answer from (or leak to) the real network.
+            (etc / "nsswitch.conf").write_text("hosts: files dns\n")
+            (etc / "hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
+        for h in self.net.hosts:
+            handle = self.handle(h.name)
+            for intf in self.state.data["hosts"][h.name]["intfs"]:
+                if datapath == "user":
+                    # The userspace datapath drops frames with offloaded (missing) checksums.
+                    res = handle.run(["ethtool", "-K", intf, "tx", "off", "rx", "off"])
+                    if res.returncode != 0:
+                        raise WeblabError(f"ethtool -K {intf} on {h.name} failed: {res.stderr.strip()}")
+            if dns_host:
+                for name in ("resolv.conf", "nsswitch.conf", "hosts"):
+                    # Bind mounts inside the host's private mount namespace: the machine's files stay.
+                    res = handle.run(["mount", "--bind", str(etc / name), f"/etc/{name}"])
+                    if res.returncode != 0:
+                        raise WeblabError(f"cannot set /etc/{name} in {h.name}: {res.stderr.strip()}")
+
+    # ------------------------------------------------------------------ controller and switches
+    def policy(self) -> dict[str, Any]:
+        """The controller's input: hosts with their attachments, switches and the design's rules."""
+        hosts = []
+        for link in self.net.links:
+            for a, b in ((link.intf1, link.intf2), (link.intf2, link.intf1)):
+                if a.node in self.net.hosts and b.node in self.net.switches:
+                    hosts.append({"name": a.node.name, "role": self.topo.roles.get(a.node.name, ""),
+                                  "ips": [a.IP()] if a.IP() else [], "mac": a.MAC(),
+                                  "dpid": int(b.node.dpid, 16), "port": b.node.ports[b]})
+        return {"firewall": bool(self.topo.firewall), "hosts": hosts,
+                "switches": [{"dpid": int(s.dpid, 16), "name": s.name} for s in self.net.switches],
+                "rules": [r.to_json() for r in self.topo.rules]}
+
+    def _start_controller(self) -> None:
+        cdir = self.run_dir / "controller"
+        cdir.mkdir(parents=True, exist_ok=True)
+        (cdir / "policy.json").write_text(json.dumps(self.policy(), indent=2))
+        port = free_port()
+        log = cdir / "controller.log"
+        argv = [sys.executable, "-m", "controllers.run", "--listen", "127.0.0.1", "--port", str(port),
+                "--policy", str(cdir / "policy.json"), "--log", str(log),
+                "--control", str(cdir / "control.sock")]
+        with open(cdir / "controller.out", "ab") as out:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True, cwd=paths.REPO)
+        self.popens.append(p)
+        self.controller = ProcRef.of("controller", p.pid)
+        self.state.add("processes", self.controller.to_dict())
+        self.state.set(controller={"port": port, "control": str(cdir / "control.sock"), "log": str(log),
+                                   "pid": p.pid})
+        wait_for(lambda: port_open("127.0.0.1", port), 20, "the SDN controller (controllers.run)",
+                 cdir / "controller.out", self.controller)
+
+    def _connect_switches(self) -> None:
+        port = self.state.data["controller"]["port"]
+        for s in self.net.switches:
+            self.ovs.vsctl("set-controller", s.name, f"tcp:127.0.0.1:{port}", "--", "set", "bridge",
+                           s.name, f"external_ids:weblab-run={self.run_id}")
+
+        def connected() -> bool:
+            out = self.ovs.vsctl("--columns=is_connected", "--format=csv", "--no-headings", "list",
+                                 "controller")
+            flags = out.split()
+            return len(flags) == len(self.net.switches) and all(f == "true" for f in flags)
+        wait_for(connected, 15, "switches connecting to the controller",
+                 self.run_dir / "controller" / "controller.log", self.controller)
+
+    # ------------------------------------------------------------------ services
+    def handle(self, host: str, cgroup: bool = False):
+        """A HostHandle for hostapps and exec."""
+        from hostapps.base import HostHandle
+        info = self.state.data["hosts"].get(host)
+        if info is None:
+            raise WeblabError(f"unknown host {host!r}; hosts: {', '.join(self.hosts())}")
+        cg = None
+        if cgroup and host in self.cpu:
+            cg = self._cgroup(host)
+        return HostHandle(host, info["pid"], info["ips"],
+                          record=lambda ref: self.state.add("processes", ref.to_dict()), cgroup=cg)
+
+    def _cgroup(self, host: str) -> str:
+        path = str(cgroups.create(self.run_id, host, self.cpu[host]))
+        if path not in self.state.data["cgroups"]:
+            self.state.add("cgroups", path)
+        return path
+
+    def _make_service(self, spec):
+        from hostapps import registry
+        from topologies.base import HostTable, Ref
+        kinds = registry()
+        if spec.kind not in kinds:
+            raise WeblabError(f"design {self.design}: unknown service kind {spec.kind!r}")
+
+        def resolve(v):
+            if isinstance(v, Ref):
+                return self.ip(v.host)
+            if isinstance(v, HostTable):
+                return {h: self.ip(h) for h in self.hosts()}
+            return v
+        opts = {k: resolve(v) for k, v in spec.options.items()}
+        svc = kinds[spec.kind](self.handle(spec.host, cgroup=True),
+                               self.run_dir / "hosts" / spec.host / spec.kind, **opts)
+        self.services[(spec.host, spec.kind)] = svc
+        return svc
+
+    def _wait_entry(self) -> None:
+        """The lab is ready when the client reaches the site by name, through DNS and the network."""
+        probe = next((h for h in ("client",) if h in self.hosts()), None)
+        if probe is None:
+            return
+        url = f"http://www.{self.topo.zone}/health"
+
+        def answers() -> bool:
+            res = self.exec(probe, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                    "--max-time", "1", url], timeout=5)
+            return res.stdout.strip() == "200"
+        wait_for(answers, 15, f"{url} from {probe}", self.run_dir / "controller" / "controller.log")
+
+    # ------------------------------------------------------------------ the handle experiments use
+    def hosts(self) -> list[str]:
+        return list(self.state.data["hosts"])
+
+    def ip(self, host: str) -> str:
+        if host not in self.topo.addresses:
+            raise WeblabError(f"unknown host {host!r}; hosts: {', '.join(self.topo.addresses)}")
+        return self.topo.addresses[host][0]
+
+    @property
+    def entry_ip(self) -> str:
+        return self.ip(self.topo.entry)
+
+    @property
+    def python(self) -> str:
+        return sys.executable
+
+    def exec(self, host: str, argv: list[str], timeout: float = 30,
+             input: str | None = None) -> subprocess.CompletedProcess:
+        """Run argv inside host and wait (bounded); never raises on a non-zero exit."""
+        return subprocess.run(self.handle(host).argv(argv), capture_output=True, text=True,
+                              timeout=timeout, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+
+    def popen(self, host: str, argv: list[str], **kw: Any) -> subprocess.Popen:
+        """Start argv inside host in its own process group; stopped at teardown if still running."""
+        p = self.handle(host).popen(argv, **kw)
+        self.popens.append(p)
+        self.state.add("processes", ProcRef.of(f"popen:{argv[0]}", p.pid, host=host).to_dict())
+        return p
+
+    def service(self, host: str, kind: str):
+        """The running service object (start, stop, kill, restart, wait_ready, pid)."""
+        try:
+            return self.services[(host, kind)]
+        except KeyError:
+            have = ", ".join(f"{k}@{h}" for h, k in self.services)
+            raise WeblabError(f"no service {kind} on {host}; services: {have}") from None
+
+    def link_intfs(self, a: str, b: str) -> tuple[str, str]:
+        """Interface names of the link between nodes a and b."""
+        for n1, i1, n2, i2 in self.state.data["links"]:
+            if (n1, n2) == (a, b):
+                return i1, i2
+            if (n1, n2) == (b, a):
+                return i2, i1
+        raise WeblabError(f"no link between {a} and {b}")
+
+    def _link_set(self, a: str, b: str, state: str) -> None:
+        for node, intf in zip((a, b), self.link_intfs(a, b)):
+            if node in self.state.data["hosts"]:
+                self.exec(node, ["ip", "link", "set", intf, state], timeout=5)
+            else:
+                subprocess.run(["ip", "link", "set", intf, state], check=True, timeout=5)
+
+    def link_down(self, a: str, b: str) -> None:
+        """Cut the link between a and b (both ends down)."""
+        self._link_set(a, b, "down")
+
+    def link_up(self, a: str, b: str) -> None:
+        """Restore the link between a and b."""
+        self._link_set(a, b, "up")
+
+    def capture(self, host: str, intf: str, pcap: str | Path, bpf: str | None = None):
+        """Start tcpdump on intf inside host, writing pcap; returns a Capture to stop()."""
+        from weblab.capture import Capture
+        return Capture.start(self, host, intf, Path(pcap), bpf)
+
+    # ------------------------------------------------------------------ teardown
+    def stop(self) -> None:
+        """Tear everything down in reverse order; safe to call twice and after a partial start."""
+        if self.stopped:
+            return
+        self.stopped = True
+        problems: list[str] = []
+        if self.state.path.exists():
+            self.state.set(status="stopping")
+
+        def step(what: str, fn) -> None:
+            try:
+                fn()
+            except BaseException as e:  # teardown must go on whatever one step did
+                problems.append(f"{what}: {e}")
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        try:
+            for p in reversed(self.popens):
+                step("stop process", partial(stop_popen, p))
+            for svc in reversed(self.started_services):
+                step(f"stop {svc.name}", svc.stop)
+            if self.net is not None:
+                step("stop mininet", self.net.stop)
+            if self.ovs is not None:
+                problems += self.ovs.stop()
+            # Whatever the steps above missed, the state file still names: remove exactly that.
+            step("sweep", lambda: problems.extend(clean.sweep(self.state.data)))
+            for k in self.ovs.env() if self.ovs else ():
+                os.environ.pop(k, None)
+            kept = None
+            if self.failed or problems:
+                kept = keep_logs(self.run_dir, self.run_id)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        finally:
+            self.lock.release()
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+        if problems:
+            raise WeblabError("teardown problems: " + "; ".join(problems) +
+                              (f" (logs kept in {kept})" if kept else ""))
+        if kept:
+            print(f"weblab: the run failed; its logs are kept in {kept}", file=sys.stderr)
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def stop_popen(p: subprocess.Popen, timeout: float = 5) -> None:
+    """TERM a process group we started, bounded wait, then KILL."""
+    if p.poll() is not None:
+        return
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+
+
+def keep_logs(run_dir: Path, run_id: str) -> Path | None:
+    """Copy a failed run's logs and configs (not data) to the kept-logs directory."""
+    if not run_dir.exists():
+        return None
+    dest = paths.KEPT_LOGS / run_id
+    for src in run_dir.rglob("*"):
+        if src.is_file() and src.suffix in (".log", ".out", ".err", ".conf", ".cnf", ".json", ".txt") \
+                and "/data/" not in str(src):
+            target = dest / src.relative_to(run_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copy2(src, target)
+            except OSError:
+                pass
+    return dest
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

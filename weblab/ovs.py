@@ -1,0 +1,121 @@
+"""A private Open vSwitch per run: its own ovsdb-server and ovs-vswitchd, database, sockets and logs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from weblab.errors import NotReady, WeblabError
+from weblab.proc import ProcRef
+
+SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+
+
+class PrivateOVS:
+    """ovsdb-server + ovs-vswitchd under run_dir/ovs, never touching a system Open vSwitch."""
+
+    def __init__(self, run_dir: Path, datapath: str):
+        if datapath not in ("user", "kernel"):
+            raise WeblabError(f"unknown datapath {datapath!r}: use 'user' or 'kernel'")
+        self.dir = run_dir / "ovs"
+        self.datapath = datapath
+        self.procs: list[ProcRef] = []
+
+    @property
+    def db_sock(self) -> Path:
+        return self.dir / "db.sock"
+
+    def env(self) -> dict[str, str]:
+        """Variables that point every OVS tool (and Mininet's ovs-vsctl calls) at this instance."""
+        d = str(self.dir)
+        return {"OVS_RUNDIR": d, "OVS_DBDIR": d, "OVS_LOGDIR": d, "OVS_SYSCONFDIR": d}
+
+    def _run(self, argv: list[str], timeout: float = 10) -> str:
+        res = subprocess.run(argv, env={**os.environ, **self.env()}, capture_output=True,
+                             text=True, timeout=timeout)
+        if res.returncode != 0:
+            raise WeblabError(f"{' '.join(argv)} failed: {res.stderr.strip()} (logs in {self.dir})")
+        return res.stdout
+
+    def _spawn(self, name: str, argv: list[str], record) -> ProcRef:
+        log = open(self.dir / f"{name}.out", "ab")
+        p = subprocess.Popen(argv, env={**os.environ, **self.env()}, stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        ref = ProcRef.of(name, p.pid)
+        self.procs.append(ref)
+        record(ref)
+        return ref
+
+    def start(self, record) -> None:
+        """Create the database and start both daemons; record(ref) is called for each process."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not SCHEMA.exists():
+            raise WeblabError(f"{SCHEMA} missing: install Open vSwitch with: sudo make install")
+        db = self.dir / "conf.db"
+        if not db.exists():
+            self._run(["ovsdb-tool", "create", str(db), str(SCHEMA)])
+        self._spawn("ovsdb-server", [
+            "ovsdb-server", str(db), f"--remote=punix:{self.db_sock}",
+            f"--pidfile={self.dir / 'ovsdb-server.pid'}", f"--unixctl={self.dir / 'ovsdb-server.ctl'}",
+            f"--log-file={self.dir / 'ovsdb-server.log'}", "-vconsole:off"], record)
+        wait_for(lambda: self.db_sock.exists(), 10, f"ovsdb-server socket {self.db_sock}",
+                 self.dir / "ovsdb-server.log", self.procs[-1])
+        self._run(["ovs-vsctl", f"--db=unix:{self.db_sock}", "--no-wait", "init"])
+        argv = ["ovs-vswitchd", f"unix:{self.db_sock}", f"--pidfile={self.dir / 'ovs-vswitchd.pid'}",
+                f"--unixctl={self.dir / 'ovs-vswitchd.ctl'}",
+                f"--log-file={self.dir / 'ovs-vswitchd.log'}", "-vconsole:off", "--disable-system-route"]
+        if self.datapath == "user":
+            argv.append("--disable-system")
+        vswitchd = self._spawn("ovs-vswitchd", argv, record)
+        ctl = self.dir / "ovs-vswitchd.ctl"
+        wait_for(lambda: ctl.exists(), 10, "ovs-vswitchd control socket",
+                 self.dir / "ovs-vswitchd.log", vswitchd)
+        self._run(["ovs-appctl", "-t", str(ctl), "version"])
+
+    def vsctl(self, *args: str) -> str:
+        """Run ovs-vsctl against this instance."""
+        return self._run(["ovs-vsctl", f"--db=unix:{self.db_sock}", "--timeout=5", *args])
+
+    def stop(self) -> list[str]:
+        """Stop the daemons in reverse start order; returns problems met."""
+        problems = []
+        ctl = self.dir / "ovs-vswitchd.ctl"
+        if self.datapath == "kernel" and ctl.exists():
+            # Kernel datapath ports outlive the daemon unless it is told to clean them up.
+            subprocess.run(["ovs-appctl", "-t", str(ctl), "exit", "--cleanup"],
+                           capture_output=True, timeout=10)
+        for ref in reversed(self.procs):
+            if not ref.stop(timeout=5):
+                problems.append(f"{ref.name} needed SIGKILL")
+        self.procs.clear()
+        return problems
+
+
+def wait_for(pred, timeout: float, what: str, log: Path | None = None,
+             proc: ProcRef | None = None, interval: float = 0.02) -> None:
+    """Poll pred until true, at most timeout seconds; a clear error naming the log otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if pred():
+            return
+        if proc is not None and not proc.alive():
+            raise NotReady(f"{what}: the process exited before it was ready (log: {log})")
+        if time.monotonic() >= deadline:
+            raise NotReady(f"{what} not ready after {timeout:.0f} s (log: {log})")
+        time.sleep(interval)
+
+
+def choose_datapath(requested: str = "auto") -> tuple[str, str]:
+    """Which datapath a private instance uses, and why (doctor prints the same)."""
+    if requested in ("user", "kernel"):
+        return requested, "asked for explicitly"
+    if requested != "auto":
+        raise WeblabError(f"unknown datapath {requested!r}: use auto, user or kernel")
+    if not Path("/sys/module/openvswitch").exists():
+        return "user", "no openvswitch kernel module on this kernel: userspace datapath (slower)"
+    if Path("/sys/class/net/ovs-system").exists():
+        return "user", ("the kernel datapath (ovs-system) belongs to the system Open vSwitch; "
+                        "a private instance keeps out of its way on the userspace datapath")
+    return "kernel", "openvswitch kernel module loaded and the kernel datapath is free"
