@@ -131,8 +131,10 @@ class Lab:
         if unknown_cpu:
             raise WeblabError(f"cpu limit for unknown host(s): {', '.join(sorted(unknown_cpu))}")
 
+        mark = self._stage_timer()
         self.ovs = PrivateOVS(self.run_dir, datapath)
         self.ovs.start(lambda ref: self.state.add("processes", ref.to_dict()))
+        mark("ovs")
         os.environ.update(self.ovs.env())  # Mininet's ovs-vsctl calls now reach the private instance
 
         switch = partial(OVSSwitch, datapath=datapath, protocols="OpenFlow13", failMode="secure")
@@ -140,11 +142,15 @@ class Lab:
                            autoSetMacs=False, autoStaticArp=False, waitConnected=False)
         self.net.build()
         self._record_nodes()
+        mark("mininet")
         self._configure_hosts(datapath)
-
+        mark("hosts")
         self._start_controller()
+        mark("controller")
         self.net.start()
+        mark("mininet-start")
         self._connect_switches()
+        mark("switches")
 
         for spec in self.topo.services:
             svc = self._make_service(spec)
@@ -154,7 +160,19 @@ class Lab:
             self.timings[f"{spec.kind}@{spec.host}"] = time.monotonic() - t
             self.state.add("services", {"host": spec.host, "kind": spec.kind, "dir": str(svc.dir),
                                         "log": str(svc.log), **(svc.ref.to_dict() if svc.ref else {})})
+        mark("services")
         self._wait_entry()
+        mark("entry")
+
+    def _stage_timer(self):
+        """A function that records the seconds since its last call under a stage name."""
+        last = [time.monotonic()]
+
+        def mark(stage: str) -> None:
+            now = time.monotonic()
+            self.timings[f"stage:{stage}"] = round(now - last[0], 3)
+            last[0] = now
+        return mark
 
     def _record_nodes(self) -> None:
         hosts = {}
@@ -238,11 +256,19 @@ class Lab:
             self.ovs.vsctl("set-controller", s.name, f"tcp:127.0.0.1:{port}", "--", "set", "bridge",
                            s.name, f"external_ids:weblab-run={self.run_id}")
 
+        from controllers.client import ControlError, request
+        sock = self.state.data["controller"]["control"]
+
         def connected() -> bool:
-            out = self.ovs.vsctl("--columns=is_connected", "--format=csv", "--no-headings", "list",
-                                 "controller")
-            flags = out.split()
-            return len(flags) == len(self.net.switches) and all(f == "true" for f in flags)
+            # The controller knows first: OVS updates is_connected in its database only every ~5 s.
+            try:
+                reply = request(sock, {"op": "status"}, timeout=2)
+            except ControlError:
+                return False
+            if reply.get("status") == "error":
+                raise WeblabError(f"the controller reported OpenFlow errors: {reply.get('errors')} "
+                                  f"(log: {self.state.data['controller']['log']})")
+            return reply.get("status") == "ok"
         wait_for(connected, 15, "switches connecting to the controller",
                  self.run_dir / "controller" / "controller.log", self.controller)
 

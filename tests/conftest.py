@@ -1,0 +1,26 @@
+"""Shared test plumbing: the root/binary requirement of integration tests, said in skip reasons."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+INTEGRATION_BINARIES = ("mnexec", "ovs-vswitchd", "ovsdb-server", "nginx", "mariadbd", "named", "curl",
+                        "dig", "tcpdump", "wrk")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Integration tests need root and the lab's programs; say exactly what is missing."""
+    missing = [b for b in INTEGRATION_BINARIES if shutil.which(b) is None]
+    reasons = []
+    if os.geteuid() != 0:
+        reasons.append("needs root (run: sudo make test)")
+    if missing:
+        reasons.append(f"needs {', '.join(missing)} (run: sudo make install)")
+    if not reasons:
+        return
+    skip = pytest.mark.skip(reason="; ".join(reasons))
+    for item in items:
+        if "integration" in item.nodeid.split("/"):
+            item.add_marker(skip)

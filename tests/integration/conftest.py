@@ -1,0 +1,76 @@
+"""Integration fixtures: real labs started the way a user starts them, checked for leftovers."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from weblab import paths
+from weblab.proc import ProcRef
+
+CLI = [sys.executable, "-m", "weblab"]
+
+
+def weblab(*args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the weblab CLI as a user would (bounded)."""
+    res = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"weblab {' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def running_state() -> dict:
+    """The state file of the one running lab."""
+    states = [json.loads(p.read_text()) for p in paths.RUN_ROOT.glob("*/state.json")]
+    assert len(states) == 1, f"expected one run, found {len(states)}"
+    return states[0]
+
+
+def leftovers(state: dict) -> list[str]:
+    """Everything the run recorded that still exists: processes, links, switch ports, cgroups, its dir."""
+    found = []
+    for d in state.get("processes", []):
+        ref = ProcRef(**d)
+        if ref.name != "holder" and ref.alive():
+            found.append(f"process {ref.name} pid {ref.pid}")
+    holder = state.get("holder")
+    if holder and ProcRef(**holder).alive() and ProcRef(**holder).pid != __import__("os").getpid():
+        found.append(f"supervisor pid {holder['pid']}")
+    for link in state.get("links", []):
+        for intf in (link[1], link[3]):
+            if Path("/sys/class/net", intf).exists():
+                found.append(f"link {intf}")
+    for sw in state.get("switches", []):
+        if Path("/sys/class/net", sw).exists():
+            found.append(f"switch port {sw}")
+    for cg in state.get("cgroups", []):
+        if Path(cg).exists():
+            found.append(f"cgroup {cg}")
+    if paths.run_dir(state["run_id"]).exists():
+        found.append(f"run directory {paths.run_dir(state['run_id'])}")
+    eth = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    found += [f"link {line.split()[0]}" for line in eth.splitlines() if "-eth" in line.split()[0]]
+    return found
+
+
+@pytest.fixture(scope="module")
+def detached_lab(request):
+    """A design brought up with `weblab up DESIGN --detach`; downed and checked after the module."""
+    design = getattr(request.module, "DESIGN", "one-server")
+    extra = getattr(request.module, "UP_ARGS", [])
+    weblab("up", design, "--detach", *extra)
+    state = running_state()
+    try:
+        yield state
+    finally:
+        weblab("down", check=False)
+        left = leftovers(state)
+        assert not left, f"left behind after `weblab down`: {left}"
+
+
+def in_host(host: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """`weblab exec HOST -- ARGV` (bounded)."""
+    return weblab("exec", host, "--", *argv, timeout=timeout, check=False)

@@ -1,0 +1,29 @@
+"""A lab whose supervisor is killed leaves its pieces; `weblab clean` removes exactly those."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+from tests.integration.conftest import leftovers, running_state, weblab
+from weblab.proc import ProcRef
+
+
+def test_killed_supervisor_then_clean_leaves_nothing():
+    weblab("up", "one-server", "--detach")
+    state = running_state()
+    holder = ProcRef(**state["holder"])
+    os.kill(holder.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while holder.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not holder.alive()
+    assert leftovers(state), "a crashed lab must leave its processes until cleaned"
+    status = weblab("status", check=False)
+    assert "weblab clean" in status.stdout
+    refused = weblab("up", "one-server", "--detach", check=False)
+    assert refused.returncode == 2 and "weblab clean" in refused.stderr
+    out = weblab("clean")
+    assert re.search(rf"cleaned run {state['run_id']}", out.stdout)
+    assert leftovers(state) == []
