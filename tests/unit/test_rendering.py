@@ -1,0 +1,93 @@
+"""Configs rendered by the hostapps: content, and the daemons' own checkers where installed."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from hostapps.base import HostHandle
+from hostapps.dns import Dns
+from hostapps.mariadb import MariaDB
+from hostapps.nginx import Nginx
+from weblab.errors import WeblabError
+
+
+def handle(name="server1", ips=("10.0.0.11",)):
+    return HostHandle(name, pid=1, ips=list(ips))
+
+
+@pytest.fixture
+def dns(tmp_path):
+    svc = Dns(handle("dns", ["10.0.0.2"]), tmp_path, apex="10.0.0.11",
+              a_records={"server1": "10.0.0.11", "client": "10.0.0.100"})
+    svc.dir.mkdir(exist_ok=True)
+    svc.render()
+    return svc
+
+
+def test_zone_has_apex_a_and_www_cname(dns):
+    zone = dns.zonefile.read_text()
+    lines = [l.split() for l in zone.splitlines() if l and not l.startswith(";")]
+    assert ["@", "IN", "A", "10.0.0.11"] in lines
+    assert ["www", "IN", "CNAME", "foobar.com."] in lines
+    assert ["server1", "IN", "A", "10.0.0.11"] in lines
+    assert ["ns1", "IN", "A", "10.0.0.2"] in lines
+    assert "$TTL 60" in zone
+
+
+def test_named_conf_is_authoritative_only(dns):
+    conf = dns.conf.read_text()
+    assert "recursion no;" in conf and f'file "{dns.zonefile}"' in conf and "controls { };" in conf
+
+
+@pytest.mark.skipif(shutil.which("named-checkzone") is None, reason="needs named-checkzone (bind9-utils)")
+def test_zone_passes_named_checkzone(dns):
+    res = subprocess.run(["named-checkzone", "foobar.com", str(dns.zonefile)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+    assert "loaded serial" in res.stdout
+
+
+@pytest.mark.skipif(shutil.which("named-checkconf") is None, reason="needs named-checkconf (bind9-utils)")
+def test_named_conf_passes_named_checkconf(dns):
+    res = subprocess.run(["named-checkconf", str(dns.conf)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_nginx_conf_proxies_to_app_and_serves_static(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "chown", lambda *a, **k: None)
+    svc = Nginx(handle(), tmp_path, app="127.0.0.1:8000", server_name="server1")
+    svc.render()
+    conf = svc.conf.read_text()
+    assert "server 127.0.0.1:8000;" in conf
+    assert f"alias {tmp_path}/static/;" in conf and (tmp_path / "static" / "hello.txt").exists()
+    assert "listen 80 default_server;" in conf and "stub_status;" in conf
+    assert f"pid {tmp_path}/nginx.pid;" in conf
+    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        assert f"{temp}_temp_path {tmp_path}/tmp/{temp};" in conf
+    assert svc.argv()[-2:] == ["-g", "daemon off;"]
+
+
+def test_mariadb_cnf_per_run_paths_and_replication_switches(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "chown", lambda *a, **k: None)
+    svc = MariaDB(handle(), tmp_path, server_id=2, binlog=True, read_only=True)
+    svc.render()
+    cnf = (tmp_path / "my.cnf").read_text()
+    for line in (f"datadir = {tmp_path}/data", f"socket = {tmp_path}/mysqld.sock", "port = 3306",
+                 "server-id = 2", f"log-bin = {tmp_path}/data/binlog", "read_only = ON", "user = mysql",
+                 "skip-name-resolve"):
+        assert line in cnf
+    plain = MariaDB(handle(), tmp_path / "p")
+    plain.dir.mkdir()
+    plain.render()
+    assert "log-bin" not in (plain.dir / "my.cnf").read_text()
+
+
+def test_unknown_service_option_is_an_early_error(tmp_path):
+    with pytest.raises(WeblabError, match=r"nginx on server1: unknown option\(s\) \['listen'\]"):
+        Nginx(handle(), tmp_path, listen=8080)
+
+
+def test_host_handle_runs_inside_the_namespace_and_joins_cgroup():
+    h = HostHandle("server1", pid=4242, ips=["10.0.0.11"], cgroup="/sys/fs/cgroup/cpu/x")
+    assert h.argv(["true"]) == ["mnexec", "-a", "4242", "true"]

@@ -1,0 +1,96 @@
+"""Runtime pieces that need no root: process identity, state files, lock, CLI errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from weblab import cli, lock, paths
+from weblab.errors import WeblabError
+from weblab.proc import ProcRef, start_time
+from weblab.state import RunState, all_runs
+
+
+@pytest.fixture
+def run_root(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "RUN_ROOT", tmp_path / "run")
+    monkeypatch.setattr(paths, "LOCK_FILE", tmp_path / "run" / "lock")
+    return tmp_path / "run"
+
+
+def test_procref_stops_a_group_and_never_hits_a_reused_pid():
+    p = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    ref = ProcRef.of("sleep", p.pid)
+    assert ref.alive() and ref.start == start_time(p.pid)
+    impostor = ProcRef("sleep", p.pid, ref.start + 1)  # same pid, other start time: not ours
+    impostor.signal(9)
+    assert ref.alive()
+    assert ref.stop(timeout=5) is True
+    p.wait(timeout=5)
+    assert not ref.alive()
+
+
+def test_state_is_saved_atomically_and_reloads(run_root):
+    st = RunState("r1")
+    st.set(design="one-server")
+    st.add("links", ["client", "client-eth0", "s1", "s1-eth1"])
+    again = RunState.load("r1")
+    assert again.data["design"] == "one-server" and again.data["links"][0][1] == "client-eth0"
+    assert all_runs() == ["r1"]
+    assert not list((run_root / "r1").glob(".state.*"))
+
+
+def test_lock_refuses_a_second_lab_naming_the_first(run_root):
+    first = lock.LabLock()
+    first.acquire("run-a", "one-server")
+    # A second process tries: flock is per open file, so use a child to be honest about it.
+    code = ("import sys; from weblab import lock, paths; from pathlib import Path;"
+            f"paths.RUN_ROOT=Path({str(run_root)!r}); paths.LOCK_FILE=paths.RUN_ROOT/'lock';"
+            "l=lock.LabLock()\ntry:\n l.acquire('run-b','one-server')\nexcept Exception as e:\n print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
+    assert "a lab is already running: one-server (run run-a" in out and "weblab down" in out
+    assert lock.is_held()
+    first.release()
+    assert not lock.is_held()
+
+
+@pytest.mark.parametrize("verb", [["up", "one-server"], ["exec", "client", "--", "true"], ["down"], ["clean"]])
+def test_verbs_that_need_root_say_so(verb, monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert cli.main(verb) == 2
+    err = capsys.readouterr().err
+    assert "needs root" in err and "sudo weblab" in err
+
+
+def test_unknown_design_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert cli.main(["up", "three-tier"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown design 'three-tier'" in err and "weblab list" in err
+
+
+def test_bad_param_syntax_and_unknown_param(monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert cli.main(["up", "one-server", "--param", "novalue"]) == 2
+    assert "is not KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(["up", "one-server", "--param", "servers=2"]) == 2
+    assert "unknown parameter(s) servers" in capsys.readouterr().err
+
+
+def test_exec_without_a_lab_says_how_to_start_one(run_root, monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert cli.main(["exec", "client", "--", "true"]) == 2
+    assert "no lab is running; start one with: sudo weblab up one-server --detach" in capsys.readouterr().err
+
+
+def test_parse_kv_reads_json_values():
+    assert cli.parse_kv(["servers=3", "algorithm=leastconn", "retries=true"], "--param") == {
+        "servers": 3, "algorithm": "leastconn", "retries": True}
+
+
+def test_list_names_every_design(capsys):
+    assert cli.main(["list"]) == 0
+    assert "one-server" in capsys.readouterr().out
