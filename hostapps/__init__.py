@@ -1,10 +1,13 @@
 """Hostapps: one module per daemon; the registry maps a service kind to its class."""
 from __future__ import annotations
 
-from hostapps.base import Service
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the web application imports this package inside hosts: keep it light
+    from hostapps.base import Service
 
 
-def registry() -> dict[str, type[Service]]:
+def registry() -> dict[str, type["Service"]]:
     """Service kind -> class (imported lazily so a unit test of one does not need all)."""
     from hostapps.appserver import AppServer
     from hostapps.dns import Dns

@@ -19,7 +19,10 @@ class AppServer(Service):
                 "--workers", str(self.opts["workers"]), "--threads", str(self.opts["threads"]),
                 "--worker-class", "gthread", "--pid", str(self.dir / "gunicorn.pid"),
                 "--access-logfile", str(self.dir / "access.log"), "--error-logfile", "-",
-                "--graceful-timeout", "5", "--timeout", "30"]
+                "--graceful-timeout", "5", "--timeout", "30",
+                # gunicorn 27 opens a control socket at a fixed path by default; hosts share the
+                # filesystem, so several app servers would fight over it.
+                "--no-control-socket"]
 
     def check_argv(self) -> list[str]:
         return ["env", *(f"{k}={v}" for k, v in self.env().items()),

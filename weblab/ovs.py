@@ -51,6 +51,8 @@ class PrivateOVS:
     def start(self, record) -> None:
         """Create the database and start both daemons; record(ref) is called for each process."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.datapath == "kernel" and not Path("/sys/module/openvswitch").exists():
+            self._run(["modprobe", "openvswitch"])
         if not SCHEMA.exists():
             raise WeblabError(f"{SCHEMA} missing: install Open vSwitch with: sudo make install")
         db = self.dir / "conf.db"
@@ -113,9 +115,5 @@ def choose_datapath(requested: str = "auto") -> tuple[str, str]:
         return requested, "asked for explicitly"
     if requested != "auto":
         raise WeblabError(f"unknown datapath {requested!r}: use auto, user or kernel")
-    if not Path("/sys/module/openvswitch").exists():
-        return "user", "no openvswitch kernel module on this kernel: userspace datapath (slower)"
-    if Path("/sys/class/net/ovs-system").exists():
-        return "user", ("the kernel datapath (ovs-system) belongs to the system Open vSwitch; "
-                        "a private instance keeps out of its way on the userspace datapath")
-    return "kernel", "openvswitch kernel module loaded and the kernel datapath is free"
+    from weblab.doctor import datapath_choice  # one decision, the one `weblab doctor` explains
+    return datapath_choice()

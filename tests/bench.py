@@ -1,0 +1,106 @@
+"""Benchmarks (`make bench`): lab bring-up and teardown, median of N, with a same-run baseline.
+
+The baseline is the same Mininet graph on the same private Open vSwitch with no controller and
+no services, measured in the same run, so the ratio says what weblab adds on top of Mininet
+whatever the machine's speed today.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+
+def bare_mininet(design: str) -> tuple[float, float]:
+    """Seconds to build+start and to stop the design's graph with Mininet alone."""
+    from mininet.log import setLogLevel
+    from mininet.net import Mininet
+    from mininet.node import OVSSwitch
+
+    from topologies import get
+    from weblab import paths
+    from weblab.lab import new_run_id
+    from weblab.ovs import PrivateOVS, choose_datapath
+    import shutil
+
+    setLogLevel("warning")
+    run_dir = paths.RUN_ROOT / f"bench-{new_run_id()}"
+    datapath, _ = choose_datapath()
+    ovs = PrivateOVS(run_dir, datapath)
+    ovs.start(lambda ref: None)
+    saved = dict(os.environ)
+    os.environ.update(ovs.env())
+    try:
+        t0 = time.monotonic()
+        net = Mininet(topo=get(design)(), switch=partial(OVSSwitch, datapath=datapath, failMode="standalone"),
+                      controller=None, autoSetMacs=False, waitConnected=False)
+        net.start()
+        up = time.monotonic() - t0
+        t0 = time.monotonic()
+        net.stop()
+        down = time.monotonic() - t0
+    finally:
+        ovs.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return up, down
+
+
+def full_lab(design: str) -> tuple[float, float]:
+    """Seconds from `Lab.start()` to every service answering, and for a complete teardown."""
+    from weblab.lab import Lab
+    t0 = time.monotonic()
+    lab = Lab(design).start()
+    up = time.monotonic() - t0
+    t0 = time.monotonic()
+    lab.stop()
+    return up, time.monotonic() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench")
+    ap.add_argument("--design", action="append", help="design(s) to measure (default: all)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--out", default="bench/results.json")
+    args = ap.parse_args(argv)
+    from topologies import DESIGNS
+    designs = args.design or list(DESIGNS)
+    results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": {"cores": os.cpu_count(), "kernel": platform.release()},
+               "repeat": args.repeat, "designs": {}}
+    for design in designs:
+        rows = {"lab_up": [], "lab_down": [], "baseline_up": [], "baseline_down": []}
+        for i in range(args.repeat):
+            b_up, b_down = bare_mininet(design)
+            up, down = full_lab(design)
+            rows["baseline_up"].append(b_up)
+            rows["baseline_down"].append(b_down)
+            rows["lab_up"].append(up)
+            rows["lab_down"].append(down)
+            print(f"{design} {i + 1}/{args.repeat}: up {up:.2f} s, down {down:.2f} s "
+                  f"(mininet alone {b_up:.2f} / {b_down:.2f} s)", file=sys.stderr, flush=True)
+        med = {k: round(statistics.median(v), 3) for k, v in rows.items()}
+        results["designs"][design] = {
+            "median_s": med, "samples_s": {k: [round(x, 3) for x in v] for k, v in rows.items()},
+            "ratio_up_to_baseline": round(med["lab_up"] / med["baseline_up"], 2),
+            "ratio_down_to_baseline": round(med["lab_down"] / med["baseline_down"], 2)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({d: r["median_s"] | {"ratio_up": r["ratio_up_to_baseline"],
+                                          "ratio_down": r["ratio_down_to_baseline"]}
+                      for d, r in results["designs"].items()}, indent=2))
+    print(f"written to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""`weblab doctor`: can this machine run labs? One line per check, and how to fix what fails."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from weblab.paths import RUN_ROOT
+
+INSTALL = "sudo make install"
+PYTHON_MIN = (3, 11)
+MODULES = ("mininet", "os_ken", "scapy", "matplotlib", "pymysql", "jinja2")
+# program -> the Debian package that ships it
+BINARIES = {
+    "mnexec": "mininet", "ovsdb-server": "openvswitch-common", "ovs-vswitchd": "openvswitch-switch",
+    "ovs-vsctl": "openvswitch-switch", "ovs-ofctl": "openvswitch-common", "ovsdb-tool": "openvswitch-common",
+    "nginx": "nginx", "haproxy": "haproxy", "mariadbd": "mariadb-server",
+    "mariadb-install-db": "mariadb-server", "mariadb": "mariadb-client", "named": "bind9",
+    "named-checkconf": "bind9-utils", "named-checkzone": "bind9-utils", "dig": "bind9-dnsutils",
+    "curl": "curl", "wrk": "wrk", "tcpdump": "tcpdump", "ethtool": "ethtool", "ip": "iproute2",
+    "nsenter": "util-linux", "iperf3": "iperf3", "keepalived": "keepalived", "cgcreate": "cgroup-tools",
+}
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+SYS = Path("/sys")
+CGROUP = Path("/sys/fs/cgroup")
+SYSTEM_OVS_PIDFILES = (Path("/run/openvswitch/ovs-vswitchd.pid"), Path("/var/run/openvswitch/ovs-vswitchd.pid"))
+
+Runner = Callable[[list[str]], tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check: a failed optional check is a warning, not a failure."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    @property
+    def status(self) -> str:
+        """'ok', 'FAIL' or 'warn'."""
+        return "ok" if self.ok else ("FAIL" if self.required else "warn")
+
+    def line(self) -> str:
+        """The one line the CLI prints for this check."""
+        text = f"[{self.status:^4}] {self.name}: {self.detail}"
+        return text if self.ok or not self.fix else f"{text} -> {self.fix}"
+
+
+def run_quiet(argv: list[str], timeout: float = 10) -> tuple[int, str]:
+    """Run argv without a shell; (exit code, its output) with 127 if missing and 124 on timeout."""
+    try:
+        res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        return 127, f"{argv[0]}: not found"
+    except subprocess.TimeoutExpired:
+        return 124, f"{argv[0]}: no answer after {timeout:.0f} s"
+    return res.returncode, (res.stderr or res.stdout).strip()
+
+
+# -- the process and Python ----------------------------------------------------------------------
+
+def check_root(euid: int | None = None) -> Check:
+    """Labs create namespaces, links and switches: they need root."""
+    euid = os.geteuid() if euid is None else euid
+    if euid == 0:
+        return Check("root", True, "running as root")
+    return Check("root", False, f"running as uid {euid}", "run with sudo: sudo weblab doctor")
+
+
+def check_python(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> Check:
+    """The interpreter is recent enough."""
+    shown = ".".join(map(str, version))
+    ok = tuple(version[:2]) >= PYTHON_MIN
+    return Check("python", ok, f"Python {shown} ({sys.executable})",
+                 f"weblab needs Python >= {'.'.join(map(str, PYTHON_MIN))}: {INSTALL}")
+
+
+def check_import(module: str) -> Check:
+    """module imports in this interpreter (the one labs run with)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mod = importlib.import_module(module)
+    except Exception as e:  # any import-time failure means the lab cannot use it
+        return Check(f"import {module}", False, f"{type(e).__name__}: {e}", INSTALL)
+    return Check(f"import {module}", True, _version_of(module, mod) or "importable")
+
+
+def _version_of(module: str, mod: object) -> str:
+    """The installed distribution's version of an imported module, or ''."""
+    for dist in importlib.metadata.packages_distributions().get(module, []):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    version = getattr(mod, "__version__", None)
+    return version if isinstance(version, str) else ""
+
+
+# -- programs ---------------------------------------------------------------------------------------
+
+def check_binary(name: str, package: str, path: str | None = None,
+                 sbin_dirs: tuple[str, ...] = SBIN_DIRS) -> Check:
+    """name is on PATH (or path); if it is only in an sbin directory, say that PATH is the problem."""
+    found = shutil.which(name, path=path)
+    if found:
+        return Check(f"program {name}", True, found)
+    for d in sbin_dirs:
+        elsewhere = shutil.which(name, path=d)
+        if elsewhere:
+            return Check(f"program {name}", False, f"not on PATH (found {elsewhere})",
+                         f"add {d} to PATH, or run with sudo")
+    return Check(f"program {name}", False, "not found on PATH", f"{INSTALL} (Debian package: {package})")
+
+
+# -- the switch datapath ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatapathFacts:
+    """What decides between the kernel and the userspace datapath."""
+
+    module_loaded: bool
+    module_loadable: bool
+    ovs_system_exists: bool
+    system_vswitchd_pid: int | None = None
+
+
+def probe_datapath(sys_root: Path | None = None, run: Runner | None = None,
+                   pidfiles: tuple[Path, ...] | None = None) -> DatapathFacts:
+    """Read the facts from sysfs, modprobe -n and the system Open vSwitch's pid file."""
+    sys_root, run = sys_root or SYS, run or run_quiet
+    pidfiles = SYSTEM_OVS_PIDFILES if pidfiles is None else pidfiles
+    loaded = (sys_root / "module" / "openvswitch").exists()
+    loadable = loaded or run(["modprobe", "-n", "-q", "openvswitch"])[0] == 0
+    return DatapathFacts(loaded, loadable, (sys_root / "class" / "net" / "ovs-system").exists(),
+                         _system_vswitchd(pidfiles))
+
+
+def _system_vswitchd(pidfiles: tuple[Path, ...]) -> int | None:
+    """The pid of a running system ovs-vswitchd, from its pid file, or None."""
+    for pidfile in pidfiles:
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{pid}").exists():
+            return pid
+    return None
+
+
+def decide_datapath(facts: DatapathFacts) -> tuple[str, str]:
+    """('kernel' | 'user', why) for these facts."""
+    if not facts.module_loadable:
+        return "user", ("no openvswitch kernel module on this kernel (not loaded, modprobe cannot "
+                        "load it): userspace datapath, slower and more CPU-hungry")
+    if facts.ovs_system_exists:
+        owner = (f"the system ovs-vswitchd (pid {facts.system_vswitchd_pid})" if facts.system_vswitchd_pid
+                 else "another Open vSwitch (no system ovs-vswitchd runs: a leftover?)")
+        return "user", (f"the kernel datapath ovs-system already exists, used by {owner}; a private "
+                        "instance stays out of its way on the userspace datapath")
+    if facts.module_loaded:
+        return "kernel", "openvswitch kernel module loaded and the kernel datapath ovs-system is free"
+    return "kernel", ("openvswitch kernel module loadable (loaded on first use) and the kernel "
+                      "datapath ovs-system is free")
+
+
+def datapath_choice() -> tuple[str, str]:
+    """The datapath a lab will use on this machine and why: ('user' | 'kernel', reason)."""
+    return decide_datapath(probe_datapath())
+
+
+def check_datapath(facts: DatapathFacts | None = None) -> Check:
+    """Report the datapath choice; the userspace datapath works, so it is a warning."""
+    facts = probe_datapath() if facts is None else facts
+    choice, why = decide_datapath(facts)
+    if choice == "kernel":
+        return Check("switch datapath", True, f"datapath=kernel: {why}")
+    if not facts.module_loadable:
+        fix = "for the kernel datapath: sudo modprobe openvswitch (needs this kernel's modules installed)"
+    elif facts.system_vswitchd_pid:
+        fix = "for the kernel datapath: stop the system Open vSwitch (sudo systemctl stop openvswitch-switch)"
+    else:
+        fix = "for the kernel datapath: remove the leftover with: sudo ovs-dpctl del-dp ovs-system"
+    return Check("switch datapath", False, f"datapath=user: {why}", fix, required=False)
+
+
+# -- traffic control --------------------------------------------------------------------------------
+
+QDISC_TESTS = {  # check name -> (tc arguments, what is lost without it, module)
+    "netem": (["netem", "delay", "0ms"], "link delay, jitter and loss cannot be emulated", "sch_netem"),
+    "htb": (["handle", "1:", "htb", "default", "1"], "link bandwidth cannot be limited", "sch_htb"),
+}
+
+
+def check_qdiscs(root: bool | None = None, run: Runner | None = None,
+                 sys_root: Path | None = None) -> list[Check]:
+    """Try each qdisc in a throwaway namespace (as root), else ask modprobe; absent ones are warnings."""
+    root = os.geteuid() == 0 if root is None else root
+    run, sys_root = run or run_quiet, sys_root or SYS
+    if not root:
+        return [_qdisc_by_module(name, run, sys_root, "not tried: needs root") for name in QDISC_TESTS]
+    ns = f"weblab-doctor-{os.getpid()}"
+    rc, out = run(["ip", "netns", "add", ns])
+    if rc != 0:
+        return [_qdisc_by_module(name, run, sys_root, f"no test namespace ({out})") for name in QDISC_TESTS]
+    try:
+        return [_qdisc_in_netns(ns, name, run) for name in QDISC_TESTS]
+    finally:
+        run(["ip", "netns", "delete", ns])
+
+
+def _qdisc_in_netns(ns: str, name: str, run: Runner) -> Check:
+    """Add qdisc name on lo inside namespace ns."""
+    args, loss, module = QDISC_TESTS[name]
+    rc, out = run(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", "lo", "root", *args])
+    if rc == 0:
+        return Check(f"qdisc {name}", True, "works (tried in a throwaway network namespace)")
+    return Check(f"qdisc {name}", False, f"unavailable, {loss} (tc: {out or f'exit {rc}'})",
+                 f"sudo modprobe {module} (needs this kernel's modules installed)", required=False)
+
+
+def _qdisc_by_module(name: str, run: Runner, sys_root: Path, why: str) -> Check:
+    """Fallback: is the qdisc's module loaded or loadable?"""
+    _, loss, module = QDISC_TESTS[name]
+    if (sys_root / "module" / module).exists() or run(["modprobe", "-n", "-q", module])[0] == 0:
+        return Check(f"qdisc {name}", True, f"module {module} available ({why})")
+    return Check(f"qdisc {name}", False, f"module {module} not available ({why}): {loss}",
+                 f"sudo modprobe {module} (needs this kernel's modules installed)", required=False)
+
+
+# -- cgroups and the run directory ---------------------------------------------------------------------
+
+def check_cgroup_cpu(cgroup_root: Path | None = None) -> Check:
+    """CPU limits per host need the cpu controller (v1 mount, or v2 with cpu available)."""
+    cgroup_root = cgroup_root or CGROUP
+    for v1 in ("cpu", "cpu,cpuacct"):
+        if (cgroup_root / v1 / "cpu.cfs_quota_us").exists():
+            return Check("cgroup cpu", True, f"cgroup v1 cpu controller at {cgroup_root / v1}")
+    controllers = cgroup_root / "cgroup.controllers"
+    if controllers.exists() and "cpu" in controllers.read_text().split():
+        return Check("cgroup cpu", True, f"cgroup v2 with the cpu controller at {cgroup_root}")
+    return Check("cgroup cpu", False, "no cpu cgroup controller: per-host CPU limits are impossible",
+                 f"cgroup v1: sudo mkdir -p {cgroup_root}/cpu && sudo mount -t cgroup -o cpu cgroup "
+                 f"{cgroup_root}/cpu; cgroup v2: boot with the cpu controller enabled")
+
+
+def check_run_dir(path: Path | None = None) -> Check:
+    """Runs keep their state under path: it must be writable (or creatable)."""
+    path = path or RUN_ROOT
+    name = f"run directory {path}"
+    fix = "run with sudo, or point WEBLAB_RUN_ROOT at a writable directory"
+    if path.exists():
+        if not path.is_dir():
+            return Check(name, False, "exists but is not a directory", f"remove it: sudo rm {path}")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".doctor-", dir=path)
+        except OSError as e:
+            return Check(name, False, f"not writable ({e.strerror})", fix)
+        os.close(fd)
+        os.unlink(probe)
+        return Check(name, True, "writable")
+    parent = next(p for p in path.parents if p.exists())
+    if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+        return Check(name, True, f"absent; will be created ({parent} is writable)")
+    return Check(name, False, f"absent and {parent} is not writable", fix)
+
+
+# -- all together -------------------------------------------------------------------------------------
+
+def checks() -> list[Check]:
+    """Every check, in the order they are printed."""
+    out = [check_root(), check_python()]
+    out += [check_import(m) for m in MODULES]
+    out += [check_binary(name, pkg) for name, pkg in BINARIES.items()]
+    out += [check_datapath(), *check_qdiscs(), check_cgroup_cpu(), check_run_dir()]
+    return out
+
+
+def summary(results: list[Check]) -> str:
+    """The closing line: how many failed and warned."""
+    failed = sum(c.status == "FAIL" for c in results)
+    warned = sum(c.status == "warn" for c in results)
+    verdict = "ready" if not failed else "not ready"
+    return f"{verdict}: {len(results)} checks, {failed} failed, {warned} warnings"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one line per check; 1 if any required check failed."""
+    parser = argparse.ArgumentParser(prog="weblab doctor", description=__doc__)
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only failures and warnings")
+    args = parser.parse_args(argv)
+    results = checks()
+    for check in results:
+        if not (args.quiet and check.ok):
+            print(check.line())
+    print(summary(results))
+    return 1 if any(c.status == "FAIL" for c in results) else 0
