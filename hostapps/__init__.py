@@ -11,6 +11,7 @@ def registry() -> dict[str, type["Service"]]:
     """Service kind -> class (imported lazily so a unit test of one does not need all)."""
     from hostapps.appserver import AppServer
     from hostapps.dns import Dns
+    from hostapps.haproxy import HAProxy
     from hostapps.mariadb import MariaDB
     from hostapps.nginx import Nginx
-    return {cls.kind: cls for cls in (Dns, MariaDB, AppServer, Nginx)}
+    return {cls.kind: cls for cls in (Dns, MariaDB, AppServer, Nginx, HAProxy)}

@@ -114,7 +114,8 @@ class MariaDB(Service):
     ready_timeout = 30.0
     stop_timeout = 15.0
     defaults = {"port": 3306, "bind": "0.0.0.0", "server_id": 1, "binlog": False,
-                "read_only": False, "flush_at_commit": 1}
+                "read_only": False, "flush_at_commit": 1, "replicate_from": ""}
+    replication_timeout = 15.0
 
     @property
     def datadir(self) -> Path:
@@ -149,6 +150,37 @@ class MariaDB(Service):
         except subprocess.TimeoutExpired:
             return False
         return res.returncode == 0
+
+    def after_ready(self) -> None:
+        if self.opts["replicate_from"]:
+            self.start_replication(self.opts["replicate_from"])
+
+    def start_replication(self, primary: str) -> None:
+        """GTID replication from primary (every copy starts from the same template: same data)."""
+        self.sql(f"STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{primary}', MASTER_PORT=3306, "
+                 "MASTER_USER='repl', MASTER_PASSWORD='repl-secret', MASTER_USE_GTID=slave_pos, "
+                 "MASTER_CONNECT_RETRY=1; START SLAVE;")
+        deadline = time.monotonic() + self.replication_timeout
+        while True:
+            st = self.replica_status()
+            if st.get("Slave_IO_Running") == "Yes" and st.get("Slave_SQL_Running") == "Yes":
+                return
+            if time.monotonic() > deadline:
+                raise WeblabError(f"{self.name}: replication from {primary} did not start within "
+                                  f"{self.replication_timeout:.0f} s: {st.get('Last_IO_Error') or st} "
+                                  f"(log: {self.log})")
+            time.sleep(0.1)
+
+    def replica_status(self) -> dict[str, str]:
+        """SHOW REPLICA STATUS as a dict (empty if this server is no replica)."""
+        res = self.host.run(["mariadb", "--no-defaults", f"--socket={self.socket}", "-u", "root",
+                             "-E", "-e", "SHOW SLAVE STATUS"], timeout=10)
+        out = {}
+        for line in res.stdout.splitlines():
+            key, sep, value = line.strip().partition(": ")
+            if sep:
+                out[key] = value
+        return out
 
     def sql(self, statement: str, timeout: float = 10) -> str:
         """Run SQL as root over the local socket, inside the host; tab-separated output."""

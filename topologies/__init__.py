@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from topologies.base import LabTopo
+from topologies.distributed import Distributed
 from topologies.one_server import OneServer
 
-DESIGNS: dict[str, type[LabTopo]] = {cls.design: cls for cls in (OneServer,)}
+DESIGNS: dict[str, type[LabTopo]] = {cls.design: cls for cls in (OneServer, Distributed)}
 
 
 def get(name: str) -> type[LabTopo]:

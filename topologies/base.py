@@ -105,6 +105,7 @@ class LabTopo(Topo):
     def __init__(self, **params: Any):
         self.roles: dict[str, str] = {}
         self.addresses: dict[str, list[str]] = {}
+        self.interfaces: dict[str, list[ipaddress.IPv4Interface]] = {}
         self.services: list[ServiceSpec] = []
         self.rules: list[Rule] = list(BASE_RULES)
         self.firewall = False
@@ -124,6 +125,12 @@ class LabTopo(Topo):
         out = {}
         for name, p in cls.params.items():
             value = given.get(name, p.default)
+            if p.kind is bool and isinstance(value, str):
+                flag = {"true": True, "on": True, "yes": True, "1": True,
+                        "false": False, "off": False, "no": False, "0": False}.get(value.lower())
+                if flag is None:
+                    raise ValueError(f"{cls.design}: parameter {name}={value!r} must be true or false")
+                value = flag
             if value is not None and not isinstance(value, p.kind) and p.kind is not object:
                 try:
                     value = p.kind(value)
@@ -142,8 +149,23 @@ class LabTopo(Topo):
         self.addHost(name, ip=f"{ip}/{prefix}", mac=mac_for(ip), **opts)
         self.roles[name] = role
         self.addresses[name] = [ip]
+        self.interfaces[name] = [ipaddress.ip_interface(f"{ip}/{prefix}")]
         self.addLink(name, switch)
         return name
+
+    def add_leg(self, name: str, switch: str, ip: str, prefix: int = 24) -> None:
+        """Another interface of host name, on another network."""
+        self.addLink(name, switch, params1={"ip": f"{ip}/{prefix}"}, addr1=mac_for(ip))
+        self.addresses[name].append(ip)
+        self.interfaces[name].append(ipaddress.ip_interface(f"{ip}/{prefix}"))
+
+    def address_on(self, host: str, peer: str) -> str:
+        """host's address on a network it shares with peer (the first one)."""
+        for mine in self.interfaces[host]:
+            for theirs in self.interfaces[peer]:
+                if mine.network == theirs.network:
+                    return str(mine.ip)
+        raise ValueError(f"{host} and {peer} share no network")
 
     def add_service(self, host: str, kind: str, **options: Any) -> None:
         """Declare a service; services start in declaration order and stop in reverse."""

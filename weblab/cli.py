@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import select
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from weblab import paths
@@ -139,7 +141,10 @@ def up_detached(kw: dict[str, Any], timeout: float) -> int:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         pass
-    raise WeblabError(f"{message.removeprefix('error: ')}\n(supervisor log: {log})")
+    kept = paths.KEPT_LOGS / run_id
+    kept.mkdir(parents=True, exist_ok=True)
+    log = Path(shutil.move(str(log), kept / "supervisor.log"))
+    raise WeblabError(f"{message.removeprefix('error: ')}\n(logs: {kept})")
 
 
 def read_ready(fd: int, timeout: float) -> str | None:

@@ -28,7 +28,7 @@ CORE_BINARIES = ("mnexec", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovsdb-t
                  "ethtool", "mount", "curl")
 SERVICE_BINARIES = {"nginx": ("nginx",), "dns": ("named", "named-checkconf", "named-checkzone", "dig"),
                     "mariadb": ("mariadbd", "mariadb-install-db", "mariadb", "mariadb-admin"),
-                    "webapp": ()}
+                    "webapp": (), "haproxy": ("haproxy",)}
 
 
 def new_run_id() -> str:
@@ -191,30 +191,32 @@ class Lab:
 
     def _configure_hosts(self, datapath: str) -> None:
         """Resolver through the lab DNS, private to each host; checksum offload off for userspace."""
-        etc = self.run_dir / "etc"
-        etc.mkdir(parents=True, exist_ok=True)
         dns_host = next((s.host for s in self.topo.services if s.kind == "dns"), None)
-        if dns_host:
-            (etc / "resolv.conf").write_text(
-                f"# weblab run {self.run_id}\nnameserver {self.ip(dns_host)}\nsearch {self.topo.zone}\n"
-                "options timeout:1 attempts:2\n")
-            # Only files and DNS: no NSS module may answer from (or leak to) the real network.
-            (etc / "nsswitch.conf").write_text("hosts: files dns\n")
-            (etc / "hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
         for h in self.net.hosts:
             handle = self.handle(h.name)
-            for intf in self.state.data["hosts"][h.name]["intfs"]:
-                if datapath == "user":
+            if datapath == "user":
+                for intf in self.state.data["hosts"][h.name]["intfs"]:
                     # The userspace datapath drops frames with offloaded (missing) checksums.
                     res = handle.run(["ethtool", "-K", intf, "tx", "off", "rx", "off"])
                     if res.returncode != 0:
                         raise WeblabError(f"ethtool -K {intf} on {h.name} failed: {res.stderr.strip()}")
             if dns_host:
-                for name in ("resolv.conf", "nsswitch.conf", "hosts"):
-                    # Bind mounts inside the host's private mount namespace: the machine's files stay.
-                    res = handle.run(["mount", "--bind", str(etc / name), f"/etc/{name}"])
-                    if res.returncode != 0:
-                        raise WeblabError(f"cannot set /etc/{name} in {h.name}: {res.stderr.strip()}")
+                self._private_etc(handle, self.topo.address_on(dns_host, h.name))
+
+    def _private_etc(self, handle, nameserver: str) -> None:
+        """Resolver files bind-mounted inside the host's private mount namespace only."""
+        etc = self.run_dir / "hosts" / handle.name / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(
+            f"# weblab run {self.run_id}\nnameserver {nameserver}\nsearch {self.topo.zone}\n"
+            "options timeout:1 attempts:2\n")
+        # Only files and DNS: no NSS module may answer from (or leak to) the real network.
+        (etc / "nsswitch.conf").write_text("hosts: files dns\n")
+        (etc / "hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
+        for name in ("resolv.conf", "nsswitch.conf", "hosts"):
+            res = handle.run(["mount", "--bind", str(etc / name), f"/etc/{name}"])
+            if res.returncode != 0:
+                raise WeblabError(f"cannot set /etc/{name} in {handle.name}: {res.stderr.strip()}")
 
     # ------------------------------------------------------------------ controller and switches
     def policy(self) -> dict[str, Any]:
@@ -303,6 +305,10 @@ class Lab:
                 return self.ip(v.host)
             if isinstance(v, HostTable):
                 return {h: self.ip(h) for h in self.hosts()}
+            if isinstance(v, dict):
+                return {k: resolve(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [resolve(x) for x in v]
             return v
         opts = {k: resolve(v) for k, v in spec.options.items()}
         svc = kinds[spec.kind](self.handle(spec.host, cgroup=True),

@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parent.parent
 RUN_ROOT = Path(os.environ.get("WEBLAB_RUN_ROOT", "/run/weblab"))
 CACHE_ROOT = Path(os.environ.get("WEBLAB_CACHE_ROOT", "/var/cache/weblab"))
 KEPT_LOGS = Path(os.environ.get("WEBLAB_LOG_ROOT", "/var/log/weblab"))
-LOCK_FILE = RUN_ROOT / "lock"
+LOCK_FILE = RUN_ROOT.parent / "weblab.lock"  # outside RUN_ROOT: an empty RUN_ROOT means nothing runs
 
 
 def run_dir(run_id: str) -> Path:

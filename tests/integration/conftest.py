@@ -74,3 +74,16 @@ def detached_lab(request):
 def in_host(host: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
     """`weblab exec HOST -- ARGV` (bounded)."""
     return weblab("exec", host, "--", *argv, timeout=timeout, check=False)
+
+
+def service_info(state: dict, host: str, kind: str) -> dict:
+    """A service's record in the state file: dir, log, pid, start."""
+    return next(s for s in state["services"] if (s["host"], s["kind"]) == (host, kind))
+
+
+def served_by(host: str = "client", url: str = "http://www.foobar.com/", n: int = 1) -> list[str]:
+    """X-Served-By of n successive requests (one curl, keep-alive off: each request is balanced)."""
+    res = in_host(host, "sh", "-c", f"for i in $(seq {n}); do curl -s -o /dev/null -D - "
+                  f"--max-time 3 -H 'Connection: close' {url}; done")
+    return [l.split(":", 1)[1].strip() for l in res.stdout.splitlines()
+            if l.lower().startswith("x-served-by:")]

@@ -9,15 +9,10 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.integration.conftest import in_host, leftovers, running_state, weblab
+from tests.integration.conftest import in_host, service_info, weblab
 from weblab.proc import ProcRef
 
 DESIGN = "one-server"
-
-
-def service_dir(state: dict, host: str, kind: str) -> str:
-    """Where the run keeps a service's config, logs and data."""
-    return next(s["dir"] for s in state["services"] if (s["host"], s["kind"]) == (host, kind))
 
 
 def test_dns_answer_chain_is_cname_then_a(detached_lab):
@@ -50,7 +45,7 @@ def test_post_then_get_shows_the_new_row(detached_lab):
     listed = json.loads(in_host("client", "curl", "-s", "http://www.foobar.com/api/items").stdout)
     assert any(item["id"] == created["id"] and item["name"] == name for item in listed)
     # The row is really in MariaDB, read over SQL from the server itself.
-    sock = Path(service_dir(detached_lab, "server1", "mariadb")) / "mysqld.sock"
+    sock = Path(service_info(detached_lab, "server1", "mariadb")["dir"]) / "mysqld.sock"
     sql = in_host("server1", "mariadb", "--no-defaults", f"--socket={sock}", "-u", "root", "-N", "-B",
                   "-e", f"SELECT name FROM foobar.items WHERE id={created['id']}")
     assert sql.stdout.strip() == name
@@ -61,7 +56,7 @@ def test_static_file_is_served_by_nginx(detached_lab):
     assert "X-Web-Server: server1" in res.stdout
     assert res.stdout.rstrip().endswith("static from nginx")
     # The app server never saw it: its access log has no /static request.
-    applog = Path(service_dir(detached_lab, "server1", "webapp")) / "access.log"
+    applog = Path(service_info(detached_lab, "server1", "webapp")["dir"]) / "access.log"
     assert "/static/hello.txt" not in applog.read_text()
 
 

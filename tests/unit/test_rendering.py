@@ -91,3 +91,36 @@ def test_unknown_service_option_is_an_early_error(tmp_path):
 def test_host_handle_runs_inside_the_namespace_and_joins_cgroup():
     h = HostHandle("server1", pid=4242, ips=["10.0.0.11"], cgroup="/sys/fs/cgroup/cpu/x")
     assert h.argv(["true"]) == ["mnexec", "-a", "4242", "true"]
+
+
+def test_haproxy_cfg_balances_checks_and_marks_backup(tmp_path):
+    from hostapps.haproxy import HAProxy
+    svc = HAProxy(handle("lb1"), tmp_path, algorithm="leastconn", inter=200, fall=2, rise=1, retries=3,
+                  servers=[{"name": "server1", "address": "10.0.1.11", "port": 80, "backup": False},
+                           {"name": "server2", "address": "10.0.1.12", "port": 80, "backup": True}])
+    svc.render()
+    cfg = svc.conf.read_text()
+    for line in ("balance leastconn", "default-server check inter 200 fall 2 rise 1", "retries 3",
+                 "option redispatch", "server server1 10.0.1.11:80\n", "server server2 10.0.1.12:80 backup",
+                 f"stats socket {tmp_path}/admin.sock", "use-service prometheus-exporter",
+                 "option httpchk GET /health"):
+        assert line in cfg, line
+    if shutil.which("haproxy"):
+        res = subprocess.run(svc.check_argv(), capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+
+
+def test_haproxy_rejects_unknown_algorithm(tmp_path):
+    from hostapps.haproxy import HAProxy
+    with pytest.raises(WeblabError, match="algorithm 'random-ish' is not one of"):
+        HAProxy(handle("lb1"), tmp_path, algorithm="random-ish", servers=[{"name": "s"}])
+
+
+def test_parse_haproxy_show_stat():
+    from hostapps.haproxy import parse_stat
+    csv = ("# pxname,svname,qcur,scur,stot,status\n"
+           "web,FRONTEND,,3,100,OPEN\nservers,server1,0,2,60,UP\nservers,server2,0,0,40,DOWN 1/2\n"
+           "servers,BACKEND,0,2,100,UP\n")
+    stats = parse_stat(csv)
+    assert set(stats) == {"server1", "server2"}
+    assert stats["server1"]["stot"] == "60" and stats["server2"]["status"] == "DOWN 1/2"

@@ -17,7 +17,7 @@ from weblab.state import RunState, all_runs
 @pytest.fixture
 def run_root(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "RUN_ROOT", tmp_path / "run")
-    monkeypatch.setattr(paths, "LOCK_FILE", tmp_path / "run" / "lock")
+    monkeypatch.setattr(paths, "LOCK_FILE", tmp_path / "weblab.lock")
     return tmp_path / "run"
 
 
@@ -48,7 +48,7 @@ def test_lock_refuses_a_second_lab_naming_the_first(run_root):
     first.acquire("run-a", "one-server")
     # A second process tries: flock is per open file, so use a child to be honest about it.
     code = ("import sys; from weblab import lock, paths; from pathlib import Path;"
-            f"paths.RUN_ROOT=Path({str(run_root)!r}); paths.LOCK_FILE=paths.RUN_ROOT/'lock';"
+            f"paths.RUN_ROOT=Path({str(run_root)!r}); paths.LOCK_FILE=paths.RUN_ROOT.parent/'weblab.lock';"
             "l=lock.LabLock()\ntry:\n l.acquire('run-b','one-server')\nexcept Exception as e:\n print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
     assert "a lab is already running: one-server (run run-a" in out and "weblab down" in out

@@ -56,3 +56,32 @@ def test_mininet_custom_entry_point():
 def test_mac_is_locally_administered_and_stable():
     assert mac_for("10.0.1.12") == "02:00:0a:00:01:0c"
     assert int(mac_for("10.0.0.1").split(":")[0], 16) & 0b10
+
+
+def test_distributed_structure_and_two_networks():
+    from topologies.distributed import Distributed
+    t = Distributed()
+    assert sorted(t.hosts()) == ["client", "dns", "lb1", "server1", "server2"]
+    assert sorted(t.switches()) == ["s1", "s2"]
+    assert t.addresses["lb1"] == ["10.0.0.10", "10.0.1.10"]
+    assert t.address_on("dns", "server2") == "10.0.1.2" and t.address_on("dns", "client") == "10.0.0.2"
+    assert t.entry == "lb1"
+    kinds = [(s.host, s.kind) for s in t.services]
+    assert kinds.index(("server1", "mariadb")) < kinds.index(("server2", "mariadb")) < kinds.index(("lb1", "haproxy"))
+    replica = next(s for s in t.services if (s.host, s.kind) == ("server2", "mariadb")).options
+    assert replica["read_only"] is True and replica["replicate_from"].host == "server1"
+    lb = next(s for s in t.services if s.kind == "haproxy").options
+    assert [s["name"] for s in lb["servers"]] == ["server1", "server2"]
+    assert not any(s["backup"] for s in lb["servers"])
+
+
+def test_distributed_parameters():
+    from topologies.distributed import Distributed
+    t = Distributed(servers=3, mode="active-passive", algorithm="leastconn", retries="false")
+    lb = next(s for s in t.services if s.kind == "haproxy").options
+    assert [s["backup"] for s in lb["servers"]] == [False, True, True]
+    assert lb["algorithm"] == "leastconn" and lb["retries"] == 0
+    with pytest.raises(ValueError, match="servers=4 must be one of 1, 2, 3"):
+        Distributed.resolve_params({"servers": 4})
+    with pytest.raises(ValueError, match="must be true or false"):
+        Distributed.resolve_params({"retries": "maybe"})
