@@ -17,7 +17,8 @@ class HAProxy(Service):
 
     kind = "haproxy"
     defaults: dict[str, Any] = {"bind": "*", "servers": [], "algorithm": "roundrobin", "inter": 1000,
-                                "fall": 3, "rise": 2, "retries": 3, "stats_port": 8404}
+                                "fall": 3, "rise": 2, "retries": 3, "stats_port": 8404,
+                                "tls_cert": "", "backend_tls": False, "ca_file": ""}
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
@@ -26,6 +27,8 @@ class HAProxy(Service):
                               f"one of {', '.join(ALGORITHMS)}")
         if not self.opts["servers"]:
             raise WeblabError(f"haproxy on {self.host.name}: no backend servers")
+        if self.opts["backend_tls"] and not self.opts["ca_file"]:
+            raise WeblabError(f"haproxy on {self.host.name}: backend_tls needs ca_file to verify backends")
 
     @property
     def conf(self) -> Path:

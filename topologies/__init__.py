@@ -4,8 +4,9 @@ from __future__ import annotations
 from topologies.base import LabTopo
 from topologies.distributed import Distributed
 from topologies.one_server import OneServer
+from topologies.secured import Secured
 
-DESIGNS: dict[str, type[LabTopo]] = {cls.design: cls for cls in (OneServer, Distributed)}
+DESIGNS: dict[str, type[LabTopo]] = {cls.design: cls for cls in (OneServer, Distributed, Secured)}
 
 
 def get(name: str) -> type[LabTopo]:

@@ -17,14 +17,29 @@ ZONE = "foobar.com"
 
 @dataclass(frozen=True)
 class Ref:
-    """Stands for a host's address in service options; the lab resolves it."""
+    """Stands for a host's address in service options (on the network it shares with `on`)."""
 
     host: str
+    on: str = ""
 
 
 @dataclass(frozen=True)
 class HostTable:
     """Stands for {host name: address} of every host; the lab resolves it (DNS A records)."""
+
+
+@dataclass(frozen=True)
+class Cert:
+    """Stands for the path of a certificate+key PEM the run's CA issues for dns_names (and ips of host)."""
+
+    name: str
+    dns_names: tuple[str, ...]
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class CAFile:
+    """Stands for the path of the run CA's certificate."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,8 @@ class LabTopo(Topo):
         self.services: list[ServiceSpec] = []
         self.rules: list[Rule] = list(BASE_RULES)
         self.firewall = False
+        self.pki = False  # a CA is made per run and every host trusts it
+        self.link_names: dict[str, tuple[str, str]] = {}  # alias -> (host, switch), for capture/sniff
         self.entry: str = ""
         self.zone = ZONE
         self.values = self.resolve_params(params)
@@ -151,6 +168,7 @@ class LabTopo(Topo):
         self.addresses[name] = [ip]
         self.interfaces[name] = [ipaddress.ip_interface(f"{ip}/{prefix}")]
         self.addLink(name, switch)
+        self.link_names[f"{name}-link"] = (name, switch)
         return name
 
     def add_leg(self, name: str, switch: str, ip: str, prefix: int = 24) -> None:

@@ -10,7 +10,11 @@ Client traffic crosses lb1's front link, backend traffic its back link: each can
 """
 from __future__ import annotations
 
+from typing import Any
+
 from topologies.base import LabTopo, Param, Ref, Rule, Subnet
+
+FRONT, BACK = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
 
 
 class Distributed(LabTopo):
@@ -29,41 +33,62 @@ class Distributed(LabTopo):
         "check_rise": Param(2, "passed checks before a server is UP again", kind=int),
     }
 
-    def build(self, servers: int = 2, algorithm: str = "roundrobin", mode: str = "active-active",
-              retries: bool = True, check_inter: int = 1000, check_fall: int = 3,
-              check_rise: int = 2) -> None:
-        front, back = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
+    def build(self, **p: Any) -> None:
+        self.p = p
         s1, s2 = self.addSwitch("s1"), self.addSwitch("s2")
-        self.add_node("client", "client", s1, front.ip(100))
-        self.add_node("dns", "dns", s1, front.ip(2))
-        self.add_leg("dns", s2, back.ip(2))
-        self.add_node("lb1", "lb", s1, front.ip(10))
-        self.add_leg("lb1", s2, back.ip(10))
-        names = [f"server{i}" for i in range(1, servers + 1)]
-        for i, name in enumerate(names, start=1):
-            self.add_node(name, "web", s2, back.ip(10 + i))
+        self.add_node("client", "client", s1, FRONT.ip(100))
+        self.add_node("dns", "dns", s1, FRONT.ip(2))
+        self.add_leg("dns", s2, BACK.ip(2))
+        self.add_node("lb1", "lb", s1, FRONT.ip(10))
+        self.add_leg("lb1", s2, BACK.ip(10))
+        # The load balancer's two links: what the client sees, and what the backends see.
+        self.link_names.update({"lb-front": ("lb1", s1), "lb-back": ("lb1", s2)})
+        del self.link_names["lb1-link"]
+        self.web = [f"server{i}" for i in range(1, p["servers"] + 1)]
+        for i, name in enumerate(self.web, start=1):
+            self.add_node(name, "web", s2, BACK.ip(10 + i))
         self.entry = "lb1"
-        primary = names[0]
+        self.add_extra_hosts(s1, s2)
 
         self.add_dns("dns")
-        for i, name in enumerate(names, start=1):
+        primary = self.web[0]
+        for i, name in enumerate(self.web, start=1):
             replica = name != primary
             self.add_service(name, "mariadb", server_id=i, binlog=True, read_only=replica,
                              replicate_from=Ref(primary) if replica else "")
-        for name in names:
+        for name in self.web:
             self.add_service(name, "webapp", server_name=name, db_write=Ref(primary))
-            self.add_service(name, "nginx", server_name=name)
-        self.add_service("lb1", "haproxy", algorithm=algorithm, inter=check_inter, fall=check_fall,
-                         rise=check_rise, retries=3 if retries else 0,
-                         servers=[{"name": n, "address": Ref(n), "port": 80,
-                                   "backup": mode == "active-passive" and n != primary} for n in names])
+            self.add_service(name, "nginx", server_name=name, **self.nginx_options(name))
+        self.add_service("lb1", "haproxy", algorithm=p["algorithm"], inter=p["check_inter"],
+                         fall=p["check_fall"], rise=p["check_rise"], retries=3 if p["retries"] else 0,
+                         servers=[{"name": n, "address": Ref(n), "port": self.backend_port(),
+                                   "backup": p["mode"] == "active-passive" and n != primary}
+                                  for n in self.web],
+                         **self.lb_options())
+        self.add_extra_services()
 
         self.rules += [
             Rule("lb-http", "any", "lb1", "tcp", 80),
             Rule("lb-https", "any", "lb1", "tcp", 443),
-            Rule("lb-to-web", "lb1", "role:web", "tcp", 80),
+            Rule("lb-to-web", "lb1", "role:web", "tcp", self.backend_port()),
             Rule("app-to-primary-db", "role:web", primary, "tcp", 3306),
         ]
+
+    # Hooks for designs that build on this one (secured, ...).
+    def add_extra_hosts(self, front_switch: str, back_switch: str) -> None:
+        """More hosts, before services are declared."""
+
+    def add_extra_services(self) -> None:
+        """More services, started after the load balancer."""
+
+    def nginx_options(self, name: str) -> dict[str, Any]:
+        return {}
+
+    def lb_options(self) -> dict[str, Any]:
+        return {}
+
+    def backend_port(self) -> int:
+        return 80
 
 
 topos = {"distributed": Distributed}

@@ -204,6 +204,9 @@ def cmd_status(args) -> int:
         return 0 if not crashed_runs() else 1
     print(describe(data))
     from weblab.proc import ProcRef
+    from weblab import links
+    for line in links.describe(data):
+        print(f"  link {line}")
     for s in data.get("services", []):
         alive = "up" if s.get("pid") and ProcRef(s["kind"], s["pid"], s["start"]).alive() else "DOWN"
         print(f"  {s['kind']}@{s['host']}: {alive} (log {s.get('log')})")
@@ -281,6 +284,61 @@ def cmd_clean(args) -> int:
     return status
 
 
+def cmd_capture(args) -> int:
+    need_root("capture")
+    from weblab import links
+    data = running_state()
+    host, intf = links.resolve(data, args.link)
+    out = Path(args.write).resolve()
+    argv = ["tcpdump", "-i", intf, "-n", "-U", "-s", "0", "-w", str(out)]
+    if args.count:
+        argv += ["-c", str(args.count)]
+    if args.filter:
+        argv += args.filter.split()
+    print(f"capturing {args.link} on {host}:{intf} into {out} (Ctrl-C to stop)", file=sys.stderr)
+    argv = ["timeout", "--foreground", str(args.duration), *argv] if args.duration else argv
+    os.execvp("mnexec", ["mnexec", "-a", str(data["hosts"][host]["pid"]), *argv])
+    return 127
+
+
+def cmd_sniff(args) -> int:
+    need_root("sniff")
+    from weblab import links
+    data = running_state()
+    host, intf = links.resolve(data, args.link)
+    argv = [sys.executable, "-m", "weblab.sniff", "--iface", intf]
+    if args.grep:
+        argv += ["--grep", args.grep]
+    if args.count:
+        argv += ["--count", str(args.count)]
+    if args.duration:
+        argv += ["--duration", str(args.duration)]
+    print(f"sniffing {args.link} on {host}:{intf} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    os.execvp("mnexec", ["mnexec", "-a", str(data["hosts"][host]["pid"]), *argv])
+    return 127
+
+
+def cmd_forward(args) -> int:
+    need_root("forward")
+    host, sep, port = args.target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise WeblabError(f"{args.target!r} is not HOST:PORT (example: weblab forward monitor:9090)")
+    data = running_state()
+    if host not in data["hosts"]:
+        raise WeblabError(f"unknown host {host!r}; hosts of this lab: {', '.join(data['hosts'])}")
+    from weblab import forward
+    addr = data["hosts"][host]["ips"][0]
+
+    def announce(local: int) -> None:
+        print(f"http://127.0.0.1:{local}/ -> {host} {addr}:{port} (only on this machine's loopback; "
+              f"Ctrl-C to stop)", flush=True)
+    try:
+        forward.serve(data["hosts"][host]["pid"], (addr, int(port)), args.local, announce)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_run(args) -> int:
     from experiments import cli as exp_cli
     return exp_cli.run(args)
@@ -327,6 +385,26 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("run_id", nargs="?")
     cl.add_argument("--force", action="store_true", help="also stop a live but stuck supervisor")
     cl.set_defaults(fn=cmd_clean)
+
+    cap = sub.add_parser("capture", help="pcap of a link for Wireshark: weblab capture LINK -w FILE")
+    cap.add_argument("link", help="an alias from `weblab status` (lb-back, client-link), HOST:SWITCH or an interface")
+    cap.add_argument("-w", "--write", required=True, metavar="FILE.pcap")
+    cap.add_argument("--filter", help="a tcpdump filter, e.g. 'tcp port 80'")
+    cap.add_argument("--count", type=int, help="stop after this many packets")
+    cap.add_argument("--duration", type=float, help="stop after this many seconds")
+    cap.set_defaults(fn=cmd_capture)
+
+    sn = sub.add_parser("sniff", help="print HTTP requests and TLS records crossing a link, live")
+    sn.add_argument("link")
+    sn.add_argument("--grep", help="only packets whose payload holds this text (e.g. a password)")
+    sn.add_argument("--count", type=int)
+    sn.add_argument("--duration", type=float)
+    sn.set_defaults(fn=cmd_sniff)
+
+    fw = sub.add_parser("forward", help="reach HOST:PORT of the lab from this machine's 127.0.0.1")
+    fw.add_argument("target", metavar="HOST:PORT")
+    fw.add_argument("--local", type=int, default=0, help="local port (default: any free one)")
+    fw.set_defaults(fn=cmd_forward)
 
     run = sub.add_parser("run", help="run experiments: weblab run SLUG ... | all")
     run.add_argument("slugs", nargs="+")

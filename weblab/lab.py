@@ -81,6 +81,7 @@ class Lab:
         self.topo = None
         self.ovs: PrivateOVS | None = None
         self.controller: ProcRef | None = None
+        self.ca = None
         self.services: dict[tuple[str, str], Any] = {}
         self.started_services: list[Any] = []
         self.popens: list[subprocess.Popen] = []
@@ -185,6 +186,7 @@ class Lab:
             self.state.data["processes"].append(ProcRef.of(f"shell:{s.name}", s.pid).to_dict())
         self.state.data["hosts"] = hosts
         self.state.data["switches"] = [s.name for s in self.net.switches]
+        self.state.data["link_names"] = {k: list(v) for k, v in self.topo.link_names.items()}
         self.state.data["links"] = [[l.intf1.node.name, l.intf1.name, l.intf2.node.name, l.intf2.name]
                                     for l in self.net.links]
         self.state.save()
@@ -192,6 +194,9 @@ class Lab:
     def _configure_hosts(self, datapath: str) -> None:
         """Resolver through the lab DNS, private to each host; checksum offload off for userspace."""
         dns_host = next((s.host for s in self.topo.services if s.kind == "dns"), None)
+        if self.topo.pki:
+            from weblab.pki import LabCA
+            self.ca = LabCA(self.run_dir / "pki", self.run_id).create()
         for h in self.net.hosts:
             handle = self.handle(h.name)
             if datapath == "user":
@@ -202,6 +207,11 @@ class Lab:
                         raise WeblabError(f"ethtool -K {intf} on {h.name} failed: {res.stderr.strip()}")
             if dns_host:
                 self._private_etc(handle, self.topo.address_on(dns_host, h.name))
+            if self.ca is not None:
+                # Every host of the lab trusts the run's CA, and only inside the lab.
+                res = handle.run(["mount", "--bind", str(self.ca.bundle), "/etc/ssl/certs/ca-certificates.crt"])
+                if res.returncode != 0:
+                    raise WeblabError(f"cannot install the lab CA in {h.name}: {res.stderr.strip()}")
 
     def _private_etc(self, handle, nameserver: str) -> None:
         """Resolver files bind-mounted inside the host's private mount namespace only."""
@@ -295,14 +305,19 @@ class Lab:
 
     def _make_service(self, spec):
         from hostapps import registry
-        from topologies.base import HostTable, Ref
+        from topologies.base import CAFile, Cert, HostTable, Ref
         kinds = registry()
         if spec.kind not in kinds:
             raise WeblabError(f"design {self.design}: unknown service kind {spec.kind!r}")
 
         def resolve(v):
             if isinstance(v, Ref):
-                return self.ip(v.host)
+                return self.topo.address_on(v.host, v.on) if v.on else self.ip(v.host)
+            if isinstance(v, Cert):
+                ips = self.topo.addresses[v.host] if v.host else []
+                return str(self.ca.issue(v.name, list(v.dns_names), ips))
+            if isinstance(v, CAFile):
+                return str(self.ca.cert)
             if isinstance(v, HostTable):
                 return {h: self.ip(h) for h in self.hosts()}
             if isinstance(v, dict):
@@ -321,13 +336,19 @@ class Lab:
         probe = next((h for h in ("client",) if h in self.hosts()), None)
         if probe is None:
             return
-        url = f"http://www.{self.topo.zone}/health"
+        scheme = "https" if self.ca is not None else "http"
+        url = f"{scheme}://www.{self.topo.zone}/health"
+        last = {"answer": "nothing yet"}
 
         def answers() -> bool:
             res = self.exec(probe, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                                     "--max-time", "1", url], timeout=5)
+            last["answer"] = f"HTTP {res.stdout.strip()}, curl exit {res.returncode}"
             return res.stdout.strip() == "200"
-        wait_for(answers, 15, f"{url} from {probe}", self.run_dir / "controller" / "controller.log")
+        try:
+            wait_for(answers, 15, f"{url} from {probe}")
+        except NotReady as e:
+            raise NotReady(f"{e}; last answer: {last['answer']}") from None
 
     # ------------------------------------------------------------------ the handle experiments use
     def hosts(self) -> list[str]:
