@@ -1,0 +1,62 @@
+"""keepalived: VRRP between the load balancers, one virtual IP that follows the healthy one."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from hostapps.base import Service, render_template
+from weblab.errors import WeblabError
+
+
+class Keepalived(Service):
+    """keepalived --vrrp in the foreground; unicast VRRPv3 to its peers; tracks HAProxy."""
+
+    kind = "keepalived"
+    defaults: dict[str, Any] = {"vip": "", "prefix": 24, "interface": "", "state": "BACKUP",
+                                "priority": 100, "router_id": 51, "advert_int": 1.0, "peers": [],
+                                "src_ip": "", "check_url": "http://127.0.0.1:8404/stats",
+                                "check_interval": 1}
+
+    def __init__(self, *a: Any, **kw: Any):
+        super().__init__(*a, **kw)
+        for key in ("vip", "interface", "src_ip"):
+            if not self.opts[key]:
+                raise WeblabError(f"keepalived on {self.host.name}: option {key} is required")
+        if self.opts["state"] not in ("MASTER", "BACKUP"):
+            raise WeblabError(f"keepalived on {self.host.name}: state must be MASTER or BACKUP")
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "keepalived.conf"
+
+    def render(self) -> None:
+        script = self.dir / "check_haproxy.sh"
+        script.write_text("#!/bin/sh\n# HAProxy answers on its stats port: this load balancer may hold the VIP\n"
+                          f"exec curl -s -o /dev/null --max-time 1 {self.opts['check_url']}\n")
+        script.chmod(0o755)
+        self.conf.write_text(render_template("keepalived.conf.j2", host=self.host.name,
+                                             check_script=str(script), **self.opts))
+
+    def check_argv(self) -> list[str]:
+        return ["keepalived", f"--config-test={self.dir / 'config-test.log'}", "-f", str(self.conf)]
+
+    def argv(self) -> list[str]:
+        d = self.dir
+        # Own pid files: hosts share the filesystem, and the defaults are machine-wide paths.
+        return ["keepalived", "--vrrp", "--dont-fork", "--log-console", "--log-detail", "--no-syslog",
+                "-f", str(self.conf), "-p", str(d / "keepalived.pid"), "-r", str(d / "vrrp.pid"),
+                "-c", str(d / "checkers.pid")]
+
+    def probe(self) -> bool:
+        # Ready once its VRRP instance has settled in a state (MASTER holds the VIP, BACKUP not).
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "Entering MASTER STATE" in text or "Entering BACKUP STATE" in text
+
+    def holds_vip(self) -> bool:
+        """True if the VIP is on this host's interface now."""
+        try:
+            res = self.host.run(["ip", "-o", "-4", "addr", "show", "dev", self.opts["interface"]], timeout=5)
+        except subprocess.TimeoutExpired:
+            return False
+        return f" {self.opts['vip']}/" in res.stdout
