@@ -339,6 +339,27 @@ def cmd_forward(args) -> int:
     return 0
 
 
+def cmd_firewall(args) -> int:
+    need_root("firewall")
+    from weblab import firewall
+    data = running_state()
+    if args.action == "show":
+        print(firewall.format_show(firewall.control(data, {"op": "show"})))
+    elif args.action in ("on", "off"):
+        firewall.control(data, {"op": "enable" if args.action == "on" else "disable"})
+        print(f"firewall {args.action}")
+    elif args.action in ("allow", "deny"):
+        reply = firewall.control(data, {"op": args.action, "rule": firewall.rule_from_words(args.words, args.id)})
+        print(f"rule {reply['id']} added ({reply.get('flows', 0)} flows"
+              f"{'' if reply.get('firewall') else '; the firewall is off: enforced once it is on'})")
+    elif args.action == "remove":
+        if len(args.words) != 1:
+            raise WeblabError("weblab firewall remove RULE_ID (ids: weblab firewall show)")
+        firewall.control(data, {"op": "remove", "id": args.words[0]})
+        print(f"rule {args.words[0]} removed")
+    return 0
+
+
 def cmd_run(args) -> int:
     from experiments import cli as exp_cli
     return exp_cli.run(args)
@@ -405,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("target", metavar="HOST:PORT")
     fw.add_argument("--local", type=int, default=0, help="local port (default: any free one)")
     fw.set_defaults(fn=cmd_forward)
+
+    fwl = sub.add_parser("firewall", help="show|allow|deny|remove|on|off the lab's firewall rules, live")
+    fwl.add_argument("action", choices=("show", "allow", "deny", "remove", "on", "off"))
+    fwl.add_argument("words", nargs="*", metavar="SRC DST PROTO [PORT] | RULE_ID")
+    fwl.add_argument("--id", help="name for a new rule (default: live-N)")
+    fwl.set_defaults(fn=cmd_firewall)
 
     run = sub.add_parser("run", help="run experiments: weblab run SLUG ... | all")
     run.add_argument("slugs", nargs="+")
