@@ -10,8 +10,10 @@ if TYPE_CHECKING:  # the web application imports this package inside hosts: keep
 def registry() -> dict[str, type["Service"]]:
     """Service kind -> class (imported lazily so a unit test of one does not need all)."""
     from hostapps.appserver import AppServer
+    from hostapps.dbfailover import DbFailover
     from hostapps.dns import Dns
+    from hostapps.keepalived import Keepalived
     from hostapps.haproxy import HAProxy
     from hostapps.mariadb import MariaDB
     from hostapps.nginx import Nginx
-    return {cls.kind: cls for cls in (Dns, MariaDB, AppServer, Nginx, HAProxy)}
+    return {cls.kind: cls for cls in (Dns, MariaDB, AppServer, Nginx, HAProxy, Keepalived, DbFailover)}

@@ -14,7 +14,7 @@ class Dns(Service):
 
     kind = "dns"
     defaults = {"zone": "foobar.com", "apex": "", "ns_ip": "", "cnames": {"www": "foobar.com."},
-                "a_records": {}, "ttl": 60}
+                "a_records": {}, "ttl": 60, "extra_a": {}, "allow_update": []}
 
     @property
     def conf(self) -> Path:
@@ -26,11 +26,12 @@ class Dns(Service):
 
     def render(self) -> None:
         o = self.opts
-        self.conf.write_text(render_template("named.conf.j2", dir=self.dir, zone=o["zone"]))
+        self.conf.write_text(render_template("named.conf.j2", dir=self.dir, zone=o["zone"],
+                                             allow_update=o["allow_update"]))
         self.zonefile.write_text(render_template(
             "zone.j2", zone=o["zone"], ttl=o["ttl"], serial=int(time.time()),
             ns_ip=o["ns_ip"] or self.host.ips[0], apex=o["apex"], cnames=o["cnames"],
-            a_records=o["a_records"]))
+            a_records=o["a_records"], extra_a=o["extra_a"]))
 
     def configure(self) -> None:
         super().configure()

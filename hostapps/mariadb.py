@@ -31,6 +31,9 @@ def users_sql() -> str:
             "CREATE USER IF NOT EXISTS 'exporter'@'%' IDENTIFIED BY 'exporter-secret' "
             "WITH MAX_USER_CONNECTIONS 3;\n"
             "GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR, SELECT ON *.* TO 'exporter'@'%';\n"
+            # the failover manager promotes a replica: it needs to stop/reset replication, set read_only
+            "CREATE USER IF NOT EXISTS 'failover'@'%' IDENTIFIED BY 'failover-secret';\n"
+            "GRANT ALL PRIVILEGES ON *.* TO 'failover'@'%';\n"
             "FLUSH PRIVILEGES;\n")
 
 
@@ -114,7 +117,8 @@ class MariaDB(Service):
     ready_timeout = 30.0
     stop_timeout = 15.0
     defaults = {"port": 3306, "bind": "0.0.0.0", "server_id": 1, "binlog": False,
-                "read_only": False, "flush_at_commit": 1, "replicate_from": ""}
+                "read_only": False, "flush_at_commit": 1, "replicate_from": "",
+                "semi_sync": "", "semi_sync_timeout_ms": 30000}
     replication_timeout = 15.0
 
     @property

@@ -13,6 +13,7 @@ class Nginx(Service):
     """nginx -p DIR in the foreground, all state under its run directory."""
 
     kind = "nginx"
+    # app: one app server "host:port", or a list of them (separate app tier, balanced by nginx)
     defaults = {"port": 80, "app": "127.0.0.1:8000", "server_name": "", "workers": 1, "tls_cert": ""}
 
     @property
@@ -27,7 +28,8 @@ class Nginx(Service):
         shutil.copytree(STATIC, self.dir / "static", dirs_exist_ok=True)
         self.conf.write_text(render_template(
             "nginx.conf.j2", dir=self.dir, server_name=self.opts["server_name"] or self.host.name,
-            **{k: self.opts[k] for k in ("port", "app", "workers", "tls_cert")}))
+            apps=[self.opts["app"]] if isinstance(self.opts["app"], str) else list(self.opts["app"]),
+            **{k: self.opts[k] for k in ("port", "workers", "tls_cert")}))
 
     def base_argv(self) -> list[str]:
         return ["nginx", "-p", f"{self.dir}/", "-c", str(self.conf), "-e", str(self.dir / "error.log")]

@@ -4,9 +4,10 @@ from __future__ import annotations
 from topologies.base import LabTopo
 from topologies.distributed import Distributed
 from topologies.one_server import OneServer
+from topologies.scaled import Scaled
 from topologies.secured import Secured
 
-DESIGNS: dict[str, type[LabTopo]] = {cls.design: cls for cls in (OneServer, Distributed, Secured)}
+DESIGNS: dict[str, type[LabTopo]] = {cls.design: cls for cls in (OneServer, Distributed, Secured, Scaled)}
 
 
 def get(name: str) -> type[LabTopo]:

@@ -127,6 +127,8 @@ class LabTopo(Topo):
         self.pki = False  # a CA is made per run and every host trusts it
         self.link_names: dict[str, tuple[str, str]] = {}  # alias -> (host, switch), for capture/sniff
         self.entry: str = ""
+        self.entry_address: str = ""  # set when the entry point is a virtual IP, not a host's address
+        self.vips: dict[str, list[str]] = {}  # host -> virtual IPs it may hold (VRRP)
         self.zone = ZONE
         self.values = self.resolve_params(params)
         super().__init__(**self.values)
@@ -189,10 +191,10 @@ class LabTopo(Topo):
         """Declare a service; services start in declaration order and stop in reverse."""
         self.services.append(ServiceSpec(host, kind, options))
 
-    def add_dns(self, host: str) -> None:
+    def add_dns(self, host: str, **extra: Any) -> None:
         """The lab's authoritative DNS on host: apex -> entry point, www CNAME apex."""
-        self.add_service(host, "dns", zone=self.zone, apex=Ref(self.entry),
-                         cnames={"www": f"{self.zone}."}, a_records=HostTable())
+        self.add_service(host, "dns", zone=self.zone, apex=self.entry_address or Ref(self.entry),
+                         cnames={"www": f"{self.zone}."}, a_records=HostTable(), **extra)
 
     def host_role(self, name: str) -> str:
         return self.roles[name]

@@ -14,7 +14,25 @@ from typing import Any
 from topologies.base import CAFile, Cert, Param, Ref, Rule
 from topologies.distributed import BACK, Distributed
 
-EXPORTER_PORTS = {"node_exporter": 9100, "nginx_exporter": 9113, "mysqld_exporter": 9104}
+EXPORTER_PORTS = {"node": 9100, "nginx": 9113, "mysqld": 9104}
+HAPROXY_METRICS_PORT = 8404
+
+
+def add_monitoring(topo, monitor: str, exporters: dict[str, list[str]], haproxy: list[str],
+                   qps_alert: float) -> None:
+    """Exporters on hosts, Prometheus on monitor scraping them, and the firewall rules for exactly that."""
+    targets = []
+    for host, kinds in exporters.items():
+        for kind in kinds:
+            topo.add_service(host, f"{kind}_exporter")
+            targets.append({"job": kind, "host": host, "address": Ref(host, on=monitor),
+                            "port": EXPORTER_PORTS[kind]})
+            topo.rules.append(Rule(f"monitor-{kind}-{host}", monitor, host, "tcp", EXPORTER_PORTS[kind]))
+    for host in haproxy:
+        targets.append({"job": "haproxy", "host": host, "address": Ref(host, on=monitor),
+                        "port": HAPROXY_METRICS_PORT})
+        topo.rules.append(Rule(f"monitor-haproxy-{host}", monitor, host, "tcp", HAPROXY_METRICS_PORT))
+    topo.add_service(monitor, "prometheus", targets=targets, qps_alert_threshold=qps_alert)
 
 
 class Secured(Distributed):
@@ -33,11 +51,6 @@ class Secured(Distributed):
         self.firewall = True
         self.pki = True
         super().build(**p)
-        if p["monitoring"]:
-            self.rules += [Rule(f"monitor-{kind}", "monitor", "role:web", "tcp", port)
-                           for kind, port in EXPORTER_PORTS.items()]
-            self.rules += [Rule("monitor-haproxy", "monitor", "lb1", "tcp", 8404),
-                           Rule("monitor-lb-node", "monitor", "lb1", "tcp", 9100)]
 
     @property
     def reencrypt(self) -> bool:
@@ -62,18 +75,10 @@ class Secured(Distributed):
         return 443 if self.reencrypt else 80
 
     def add_extra_services(self) -> None:
-        if not self.p["monitoring"]:
-            return
-        targets = []
-        for name in self.web:
-            for kind, port in EXPORTER_PORTS.items():
-                self.add_service(name, kind)
-                targets.append({"job": kind.removesuffix("_exporter"), "host": name,
-                                "address": Ref(name), "port": port})
-        self.add_service("lb1", "node_exporter")
-        targets.append({"job": "node", "host": "lb1", "address": Ref("lb1", on="monitor"), "port": 9100})
-        targets.append({"job": "haproxy", "host": "lb1", "address": Ref("lb1", on="monitor"), "port": 8404})
-        self.add_service("monitor", "prometheus", targets=targets, qps_alert_threshold=self.p["qps_alert"])
+        if self.p["monitoring"]:
+            add_monitoring(self, "monitor", exporters={**{n: ["node", "nginx", "mysqld"] for n in self.web},
+                                                       "lb1": ["node"]},
+                           haproxy=["lb1"], qps_alert=self.p["qps_alert"])
 
 
 topos = {"secured": Secured}

@@ -2,6 +2,7 @@
 until everything answers, and tears it all down in reverse order, always."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -28,7 +29,11 @@ CORE_BINARIES = ("mnexec", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovsdb-t
                  "ethtool", "mount", "curl")
 SERVICE_BINARIES = {"nginx": ("nginx",), "dns": ("named", "named-checkconf", "named-checkzone", "dig"),
                     "mariadb": ("mariadbd", "mariadb-install-db", "mariadb", "mariadb-admin"),
-                    "webapp": (), "haproxy": ("haproxy",)}
+                    "webapp": (), "haproxy": ("haproxy",), "keepalived": ("keepalived",),
+                    "dbfailover": ("nsupdate",), "prometheus": ("prometheus", "promtool"),
+                    "node_exporter": ("prometheus-node-exporter",),
+                    "nginx_exporter": ("prometheus-nginx-exporter",),
+                    "mysqld_exporter": ("prometheus-mysqld-exporter",)}
 
 
 def new_run_id() -> str:
@@ -235,9 +240,15 @@ class Lab:
         for link in self.net.links:
             for a, b in ((link.intf1, link.intf2), (link.intf2, link.intf1)):
                 if a.node in self.net.hosts and b.node in self.net.switches:
-                    hosts.append({"name": a.node.name, "role": self.topo.roles.get(a.node.name, ""),
-                                  "ips": [a.IP()] if a.IP() else [], "mac": a.MAC(),
-                                  "dpid": int(b.node.dpid, 16), "port": b.node.ports[b]})
+                    entry = {"name": a.node.name, "role": self.topo.roles.get(a.node.name, ""),
+                             "ips": [a.IP()] if a.IP() else [], "mac": a.MAC(),
+                             "dpid": int(b.node.dpid, 16), "port": b.node.ports[b]}
+                    vips = [v for v in self.topo.vips.get(a.node.name, [])
+                            if any(str(i.ip) == a.IP() and ipaddress.ip_address(v) in i.network
+                                   for i in self.topo.interfaces[a.node.name])]
+                    if vips:
+                        entry["vips"] = vips
+                    hosts.append(entry)
         return {"firewall": bool(self.topo.firewall), "hosts": hosts,
                 "switches": [{"dpid": int(s.dpid, 16), "name": s.name} for s in self.net.switches],
                 "rules": [r.to_json() for r in self.topo.rules]}
@@ -361,7 +372,7 @@ class Lab:
 
     @property
     def entry_ip(self) -> str:
-        return self.ip(self.topo.entry)
+        return self.topo.entry_address or self.ip(self.topo.entry)
 
     @property
     def python(self) -> str:

@@ -59,7 +59,7 @@ def test_nginx_conf_proxies_to_app_and_serves_static(tmp_path, monkeypatch):
     svc = Nginx(handle(), tmp_path, app="127.0.0.1:8000", server_name="server1")
     svc.render()
     conf = svc.conf.read_text()
-    assert "server 127.0.0.1:8000;" in conf
+    assert "server 127.0.0.1:8000 max_fails=1 fail_timeout=2s;" in conf
     assert f"alias {tmp_path}/static/;" in conf and (tmp_path / "static" / "hello.txt").exists()
     assert "listen 80 default_server;" in conf and "stub_status;" in conf
     assert f"pid {tmp_path}/nginx.pid;" in conf
@@ -124,3 +124,21 @@ def test_parse_haproxy_show_stat():
     stats = parse_stat(csv)
     assert set(stats) == {"server1", "server2"}
     assert stats["server1"]["stot"] == "60" and stats["server2"]["status"] == "DOWN 1/2"
+
+
+def test_nginx_balances_a_separate_app_tier(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "chown", lambda *a, **k: None)
+    svc = Nginx(handle("web1"), tmp_path, app=["10.0.1.31:8000", "10.0.1.32:8000"])
+    svc.render()
+    conf = svc.conf.read_text()
+    assert "server 10.0.1.31:8000 " in conf and "server 10.0.1.32:8000 " in conf
+
+
+def test_semi_sync_primary_and_replica(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "chown", lambda *a, **k: None)
+    MariaDB(handle(), tmp_path, binlog=True, semi_sync="primary").render()
+    cnf = (tmp_path / "my.cnf").read_text()
+    assert "rpl_semi_sync_master_enabled = ON" in cnf and "rpl_semi_sync_master_wait_point = AFTER_SYNC" in cnf
+    (tmp_path / "r").mkdir()
+    MariaDB(handle(), tmp_path / "r", semi_sync="replica").render()
+    assert "rpl_semi_sync_slave_enabled = ON" in (tmp_path / "r" / "my.cnf").read_text()

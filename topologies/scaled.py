@@ -1,0 +1,112 @@
+"""Design 4 — scaled up: a load-balancer cluster behind one virtual IP, and separate web, app and
+database tiers, each on its own hosts so each scales and fails on its own.
+
+                            VIP 10.0.0.9 (VRRP)
+    client --s1 (front)-- lb1, lb2 (HAProxy + keepalived) --s2 (back)-- web1..N (nginx)
+                                                                    +-- app1..M (gunicorn)
+                                                                    +-- db1 (primary), db2 (replica)
+                                                                    +-- monitor (Prometheus, failover manager)
+
+Writes go to db-primary.foobar.com, a DNS name the failover manager moves to the promoted replica;
+semi-synchronous replication makes every acknowledged write survive the primary's loss.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from topologies.base import LabTopo, Param, Ref, Rule, Subnet
+from topologies.distributed import BACK, FRONT
+from topologies.secured import add_monitoring
+
+VIP = FRONT.ip(9)
+
+
+class Scaled(LabTopo):
+    """No single point of failure in the path: two load balancers, N web, M app, 2 database servers."""
+
+    design = "scaled"
+    summary = "VRRP pair of HAProxy load balancers, separate web/app/db tiers, DB writer failover"
+    params = {
+        "web": Param(2, "web servers (nginx)", (1, 2, 3), int),
+        "app": Param(2, "app servers (gunicorn)", (1, 2, 3), int),
+        "algorithm": Param("roundrobin", "HAProxy balance algorithm", ("roundrobin", "leastconn", "source")),
+        "retries": Param(True, "retries + redispatch on connection failure", kind=bool),
+        "check_inter": Param(500, "HAProxy health-check interval, ms", kind=int),
+        "check_fall": Param(2, "failed checks before a server is DOWN", kind=int),
+        "vrrp_advert": Param(0.1, "VRRP advertisement interval, s (takeover ~3x this)", kind=float),
+        "db_failover": Param(True, "run the failover manager (promote db2 when db1 dies)", kind=bool),
+        "monitoring": Param(True, "Prometheus on monitor + exporters on every server", kind=bool),
+        "qps_alert": Param(50.0, "QPS above which the HighQPS alert fires", kind=float),
+    }
+
+    def build(self, **p: Any) -> None:
+        self.firewall = True
+        self.pki = True
+        s1, s2 = self.addSwitch("s1"), self.addSwitch("s2")
+        self.add_node("client", "client", s1, FRONT.ip(100))
+        self.add_node("dns", "dns", s1, FRONT.ip(2))
+        self.add_leg("dns", s2, BACK.ip(2))
+        lbs = ["lb1", "lb2"]
+        for i, lb in enumerate(lbs, start=1):
+            self.add_node(lb, "lb", s1, FRONT.ip(10 * i))
+            self.add_leg(lb, s2, BACK.ip(10 * i))
+            self.vips[lb] = [VIP]
+            self.link_names[f"{lb}-front"] = (lb, s1)
+            self.link_names[f"{lb}-back"] = (lb, s2)
+            del self.link_names[f"{lb}-link"]
+        web = [f"web{i}" for i in range(1, p["web"] + 1)]
+        app = [f"app{i}" for i in range(1, p["app"] + 1)]
+        for i, name in enumerate(web, start=1):
+            self.add_node(name, "web", s2, BACK.ip(20 + i))
+        for i, name in enumerate(app, start=1):
+            self.add_node(name, "app", s2, BACK.ip(30 + i))
+        self.add_node("db1", "db", s2, BACK.ip(41))
+        self.add_node("db2", "db", s2, BACK.ip(42))
+        self.add_node("monitor", "monitor", s2, BACK.ip(50))
+        self.entry, self.entry_address = "lb1", VIP
+
+        self.add_dns("dns", extra_a={"db-primary": BACK.ip(41), "db-replica": BACK.ip(42)},
+                     allow_update=[BACK.ip(50)])
+        self.add_service("db1", "mariadb", server_id=1, binlog=True, semi_sync="primary")
+        self.add_service("db2", "mariadb", server_id=2, binlog=True, read_only=True, semi_sync="replica",
+                         replicate_from=Ref("db1"))
+        for name in app:
+            self.add_service(name, "webapp", bind="0.0.0.0:8000", server_name=name,
+                             db_read="db-replica.foobar.com:3306", db_write="db-primary.foobar.com:3306")
+        for name in web:
+            self.add_service(name, "nginx", server_name=name, app=[f"{BACK.ip(30 + i)}:8000"
+                                                                   for i in range(1, len(app) + 1)])
+        servers = [{"name": n, "address": Ref(n), "port": 80, "backup": False} for n in web]
+        from topologies.base import Cert
+        for i, lb in enumerate(lbs):
+            self.add_service(lb, "haproxy", algorithm=p["algorithm"], inter=p["check_inter"],
+                             fall=p["check_fall"], rise=2, retries=3 if p["retries"] else 0, servers=servers,
+                             tls_cert=Cert("site", ("www.foobar.com", "foobar.com")))
+        for i, lb in enumerate(lbs):
+            peer = lbs[1 - i]
+            self.add_service(lb, "keepalived", vip=VIP, interface=f"{lb}-eth0", src_ip=FRONT.ip(10 * (i + 1)),
+                             peers=[FRONT.ip(10 * (2 - i))], state="MASTER" if i == 0 else "BACKUP",
+                             priority=150 if i == 0 else 100, advert_int=p["vrrp_advert"])
+        if p["db_failover"]:
+            self.add_service("monitor", "dbfailover", primary=BACK.ip(41), replicas=[BACK.ip(42)],
+                             dns_server=BACK.ip(2))
+        if p["monitoring"]:
+            add_monitoring(self, "monitor", exporters={**{n: ["node", "nginx"] for n in web},
+                                                       **{n: ["node"] for n in app},
+                                                       "db1": ["node", "mysqld"], "db2": ["node", "mysqld"],
+                                                       "lb1": ["node"], "lb2": ["node"]},
+                           haproxy=lbs, qps_alert=p["qps_alert"])
+
+        self.rules += [
+            Rule("vip-http", "any", f"{VIP}/32", "tcp", 80),
+            Rule("vip-https", "any", f"{VIP}/32", "tcp", 443),
+            Rule("vrrp", "role:lb", "role:lb", "vrrp"),
+            Rule("lb-to-web", "role:lb", "role:web", "tcp", 80),
+            Rule("web-to-app", "role:web", "role:app", "tcp", 8000),
+            Rule("app-to-db", "role:app", "role:db", "tcp", 3306),
+            Rule("db-replication", "role:db", "role:db", "tcp", 3306),
+            Rule("failover-to-db", "monitor", "role:db", "tcp", 3306),
+        ]
+
+
+topos = {"scaled": Scaled}
