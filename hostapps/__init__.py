@@ -12,8 +12,11 @@ def registry() -> dict[str, type["Service"]]:
     from hostapps.appserver import AppServer
     from hostapps.dbfailover import DbFailover
     from hostapps.dns import Dns
+    from hostapps.exporters import MysqldExporter, NginxExporter, NodeExporter
     from hostapps.keepalived import Keepalived
     from hostapps.haproxy import HAProxy
     from hostapps.mariadb import MariaDB
     from hostapps.nginx import Nginx
-    return {cls.kind: cls for cls in (Dns, MariaDB, AppServer, Nginx, HAProxy, Keepalived, DbFailover)}
+    from hostapps.prometheus import Prometheus
+    return {cls.kind: cls for cls in (Dns, MariaDB, AppServer, Nginx, HAProxy, Keepalived, DbFailover,
+                                         Prometheus, NodeExporter, NginxExporter, MysqldExporter)}
