@@ -21,7 +21,7 @@ class Capture:
         """Start tcpdump and wait (bounded) until it is listening, so no early packet is missed."""
         path.parent.mkdir(parents=True, exist_ok=True)
         errlog = path.with_suffix(".tcpdump.log")
-        argv = ["tcpdump", "-i", intf, "-U", "-n", "-s", "0", "-w", str(path)]
+        argv = ["tcpdump", "-i", intf, "-U", "--immediate-mode", "-n", "-s", "0", "-w", str(path)]
         if bpf:
             argv += bpf.split()
         with open(errlog, "wb") as err:

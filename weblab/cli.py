@@ -290,7 +290,7 @@ def cmd_capture(args) -> int:
     data = running_state()
     host, intf = links.resolve(data, args.link)
     out = Path(args.write).resolve()
-    argv = ["tcpdump", "-i", intf, "-n", "-U", "-s", "0", "-w", str(out)]
+    argv = ["tcpdump", "-i", intf, "-n", "-U", "--immediate-mode", "-s", "0", "-w", str(out)]
     if args.count:
         argv += ["-c", str(args.count)]
     if args.filter:

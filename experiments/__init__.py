@@ -1,0 +1,1 @@
+"""weblab experiments: one module per claim (experiments/claims/) plus the shared measuring helpers."""

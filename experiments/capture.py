@@ -1,0 +1,166 @@
+"""Reading the wire: pcap analysis with Scapy (byte search, TCP/HTTP sequence, DNS answer chain)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PCAP_HEADER = 24  # bytes tcpdump writes once its capture socket is open
+
+
+def wait_capture_ready(path: Path, timeout: float = 5.0) -> bool:
+    """True once tcpdump has written the pcap header to path (it is capturing), False after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Path(path).exists() and Path(path).stat().st_size >= PCAP_HEADER:
+            return True
+        time.sleep(0.02)  # bounded poll: tcpdump gives no other readiness signal
+    return False
+
+
+def _read(pcap: Path) -> list[Any]:
+    from scapy.utils import rdpcap
+    return list(rdpcap(str(pcap)))
+
+
+@dataclass(frozen=True)
+class PacketEvent:
+    """One TCP segment as a line of a sequence diagram."""
+
+    frame: int          # 1-based, as Wireshark numbers them
+    time: float
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    flags: str          # Scapy's flag letters, e.g. 'S', 'SA', 'A', 'PA', 'FA'
+    kind: str           # SYN, SYN-ACK, ACK, DATA, FIN, RST
+    label: str          # e.g. 'GET / HTTP/1.1' or 'HTTP/1.1 200 OK (text/html)'
+    payload_len: int = 0
+
+
+def _kind(flags: str, payload: int) -> str:
+    if "R" in flags:
+        return "RST"
+    if "S" in flags:
+        return "SYN-ACK" if "A" in flags else "SYN"
+    if "F" in flags:
+        return "FIN"
+    return "DATA" if payload else "ACK"
+
+
+def http_label(payload: bytes) -> str:
+    """A request line, or a status line with its Content-Type, or '' for other bytes."""
+    head = payload.split(b"\r\n\r\n", 1)[0]
+    lines = head.split(b"\r\n")
+    first = lines[0].decode("latin-1", "replace")
+    if first.startswith("HTTP/"):
+        ctype = next((ln.split(b":", 1)[1].strip().decode("latin-1") for ln in lines[1:]
+                      if ln.lower().startswith(b"content-type:")), "")
+        return f"{first} ({ctype})" if ctype else first
+    if first.split(" ", 1)[0] in ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH") and "HTTP/" in first:
+        return first
+    return ""
+
+
+def tcp_events(pcap: Path, port: int | None = None) -> list[PacketEvent]:
+    """Every TCP segment (optionally only those to/from port) in capture order."""
+    from scapy.layers.inet import IP, TCP
+    out = []
+    packets = _read(pcap)
+    for n, pkt in enumerate(packets, 1):
+        if IP not in pkt or TCP not in pkt:
+            continue
+        tcp = pkt[TCP]
+        if port is not None and port not in (tcp.sport, tcp.dport):
+            continue
+        payload = bytes(tcp.payload)
+        flags = str(tcp.flags)
+        kind = _kind(flags, len(payload))
+        label = http_label(payload) if payload else ""
+        out.append(PacketEvent(n, float(pkt.time), pkt[IP].src, pkt[IP].dst, tcp.sport, tcp.dport, flags,
+                               kind, label or kind + (f" {len(payload)} B" if payload else ""), len(payload)))
+    return out
+
+
+def find_bytes(pcap: Path, needle: bytes) -> list[int]:
+    """Frame numbers whose TCP payload holds needle, also when it spans segments of one direction of a flow."""
+    from scapy.layers.inet import IP, TCP
+    hits: set[int] = set()
+    streams: dict[tuple, list[tuple[int, int, bytes]]] = {}
+    for n, pkt in enumerate(_read(pcap), 1):
+        if IP not in pkt or TCP not in pkt:
+            continue
+        payload = bytes(pkt[TCP].payload)
+        if not payload:
+            continue
+        if needle in payload:
+            hits.add(n)
+        key = (pkt[IP].src, pkt[TCP].sport, pkt[IP].dst, pkt[TCP].dport)
+        streams.setdefault(key, []).append((pkt[TCP].seq, n, payload))
+    for segs in streams.values():
+        seen: set[int] = set()
+        data, owners = b"", []
+        for seq, n, payload in sorted(segs, key=lambda s: s[0]):
+            if seq in seen:
+                continue  # a retransmission
+            seen.add(seq)
+            data += payload
+            owners += [n] * len(payload)
+        start = data.find(needle)
+        while start >= 0:
+            hits.add(owners[start])
+            start = data.find(needle, start + 1)
+    return sorted(hits)
+
+
+@dataclass
+class DnsAnswer:
+    """A DNS response seen on the wire: the question and its answer records in order."""
+
+    frame: int
+    qname: str
+    rcode: int
+    src: str
+    dst: str
+    records: list[tuple[str, str, str]] = field(default_factory=list)  # (name, type, value)
+
+
+def _name(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value).rstrip(".").lower()
+
+
+def dns_answers(pcap: Path, qname: str | None = None) -> list[DnsAnswer]:
+    """Every DNS response (optionally for qname) with its answer section, in capture order."""
+    from scapy.layers.dns import DNS
+    from scapy.layers.inet import IP
+    types = {1: "A", 5: "CNAME", 28: "AAAA", 2: "NS", 6: "SOA"}
+    out = []
+    for n, pkt in enumerate(_read(pcap), 1):
+        if DNS not in pkt or not pkt[DNS].qr:
+            continue
+        dns = pkt[DNS]
+        q = _name(dns.qd[0].qname) if dns.qd else ""
+        if qname and q != _name(qname):
+            continue
+        answers = dns.an if isinstance(dns.an, list) else ([] if dns.an is None else list(_iter_rr(dns.an)))
+        records = []
+        for rr in answers:
+            rtype = types.get(int(rr.type), str(int(rr.type)))
+            value = _name(rr.rdata) if rtype in ("CNAME", "NS") else str(rr.rdata if not isinstance(rr.rdata, bytes)
+                                                                        else rr.rdata.decode("latin-1"))
+            records.append((_name(rr.rrname), rtype, value))
+        src = pkt[IP].src if IP in pkt else ""
+        dst = pkt[IP].dst if IP in pkt else ""
+        out.append(DnsAnswer(n, q, int(dns.rcode), src, dst, records))
+    return out
+
+
+def _iter_rr(rr: Any) -> Any:
+    """Older Scapy chained RRs through payload; walk them."""
+    while rr is not None and hasattr(rr, "rrname"):
+        yield rr
+        rr = rr.payload if rr.payload and hasattr(rr.payload, "rrname") else None

@@ -1,0 +1,110 @@
+"""C2 maintenance-downtime: a deploy (restart of the web tier) on a single server causes an outage."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from experiments import drive, plots
+from experiments.base import Case, Experiment, say
+from experiments.faults import FaultLog, read_faults
+from experiments.fidelity import window
+from experiments.registry import register
+from experiments.stats import between, outages, read_openloop, read_probe, rounded, success_rate
+from experiments.verdict import Verdict, inconclusive
+
+# case -> (host redeployed, expectation: "outage" or "none"); the distributed rolling deploy adds
+# ("distributed", ...) with a drain through HAProxy's admin socket in its run step
+EXPECT = {"one-server": ("server1", "outage")}
+
+
+@register
+class MaintenanceDowntime(Experiment):
+    """Restart the web tier under open-loop load while probing; count failed requests and the outage window."""
+
+    slug = "maintenance-downtime"
+    claim = "C2"
+    title = "Deploying on a single server causes downtime"
+    statement = ("Deploying on a single server causes downtime; behind a load balancer a rolling deploy "
+                 "causes none.")
+    design = "one-server"
+    defaults = {"url": "http://www.foobar.com/", "interval": 0.02, "timeout": 1.0, "load_rate": 50.0,
+                "before_s": 3.0, "after_s": 4.0, "services": ["webapp"], "healthy": 0.99, "ready_timeout": 30.0}
+    key_values = ("failed_requests", "outage_s", "restart_s")
+
+    def all_cases(self, params: dict[str, Any]) -> list[Case]:
+        return [Case(name, name, {}) for name in EXPECT]
+
+    def rule_text(self, params: dict[str, Any]) -> str:
+        p = {**self.params(), **params}
+        return (f"one-server: restarting {'+'.join(p['services'])} under load gives an outage > 0 "
+                f"(at least one failed request, probe every {p['interval'] * 1000:.0f} ms + "
+                f"{p['load_rate']:g} req/s open-loop); probe success before the deploy >= {p['healthy']:.0%} "
+                f"(else inconclusive)")
+
+    def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
+        host = EXPECT[case.name][0]
+        faults = FaultLog(lab, out / "faults.csv")
+        budget = params["before_s"] + params["after_s"] + params["ready_timeout"] * len(params["services"]) + 10
+        probe = drive.start_tool(lab, "client", "probe", [
+            "--url", params["url"], "--out", str(out / "probe.csv"), "--duration", str(budget),
+            "--interval", str(params["interval"]), "--timeout", str(params["timeout"])], out / "probe.log")
+        load = drive.start_tool(lab, "client", "openloop", [
+            "--url", params["url"], "--rate", str(params["load_rate"]), "--duration", str(budget),
+            "--out", str(out / "load.csv"), "--timeout", str(params["timeout"]), "--seed", str(params["seed"])],
+            out / "load.json")
+        try:
+            drive.wait_rows(out / "probe.csv", 1, timeout=10, proc=probe)
+            drive.wait_rows(out / "load.csv", 1, timeout=10, proc=load)
+            with window(out, "deploy"):
+                drive.pause(params["before_s"])
+                faults.mark("deploy_begin", host)
+                for svc in params["services"]:
+                    say(f"redeploy: restart {host}/{svc}")
+                    faults.restart(host, svc, params["ready_timeout"])
+                faults.mark("deploy_end", host)
+                drive.pause(params["after_s"])
+                faults.mark("load_stop", host)
+        finally:
+            drive.finish(load, params["timeout"] + 10, "openloop", terminate=True)
+            drive.finish(probe, params["timeout"] + 5, "probe", terminate=True)
+
+    def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
+        rule = self.rule_text(params)
+        events = {e.action: e for e in read_faults(raw / "faults.csv")}
+        if not {"deploy_begin", "deploy_end", "load_stop"} <= set(events):
+            return inconclusive(rule, "faults.csv lacks the deploy marks: the run stopped early")
+        t_begin, t_end, t_stop = events["deploy_begin"].t_begin, events["deploy_end"].t_end, events["load_stop"].t_begin
+        probe = read_probe(raw / "probe.csv")
+        load = [r for r in read_openloop(raw / "load.csv") if (r.t_sched or 0) < t_stop]
+        base = [r for r in probe if r.t_recv < t_begin]  # answered before the deploy began
+        window_rows = between(probe, t_begin, t_stop)
+        load_window = [r for r in load if t_begin <= (r.t_sched or 0) < t_stop]
+        outs = outages(window_rows)
+        failed = sum(not r.ok for r in window_rows) + sum(not r.ok for r in load_window)
+        m = {"baseline_success": rounded(success_rate(base)), "restart_s": rounded(t_end - t_begin, 3),
+             "probe_requests": len(window_rows), "probe_failed": sum(not r.ok for r in window_rows),
+             "load_requests": len(load_window), "load_failed": sum(not r.ok for r in load_window),
+             "failed_requests": failed, "outage_s": rounded(sum(o.seconds for o in outs), 3),
+             "longest_outage_s": rounded(max((o.seconds for o in outs), default=0.0), 3),
+             "outages": len(outs),
+             "errors": sorted({(r.error.split(":")[0] or str(r.status)) for r in window_rows + load_window if not r.ok})}
+        png = plots.availability(probe, [(t_begin, t_end, "restart of " + "+".join(params["services"]))],
+                                 plots_dir / f"{case.name}-deploy-availability.png",
+                                 f"C2 maintenance-downtime ({case.name}): probe during a redeploy",
+                                 marks=[(t_begin, "deploy"), (t_end, "ready")])
+        v = Verdict("inconclusive", rule, m, plots=[str(png)])
+        bad = [e for e in events.values() if not e.ok]
+        if bad:
+            v.reasons.append(f"the restart itself failed: {bad[0].detail}")
+            return v
+        if not base or success_rate(base) < params["healthy"]:
+            v.reasons.append(f"the site was not healthy before the deploy ({m['baseline_success']})")
+            return v
+        expect = EXPECT[case.name][1]
+        if expect == "outage":
+            v.verdict = "supported" if failed > 0 else "refuted"
+            v.reasons.append(f"{failed} failed requests, outage {m['outage_s']} s (rule: > 0)")
+        else:
+            v.verdict = "supported" if failed == 0 else "refuted"
+            v.reasons.append(f"{failed} failed requests (rule: 0)")
+        return v

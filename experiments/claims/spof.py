@@ -1,0 +1,114 @@
+"""C1 spof: with one server, when its web tier fails the whole site is down (availability probe + kill)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from experiments import drive, plots
+from experiments.base import Case, Experiment, say
+from experiments.faults import FaultLog, first, read_faults
+from experiments.fidelity import window
+from experiments.registry import register
+from experiments.stats import between, outages, read_probe, rounded, success_rate
+from experiments.verdict import Verdict, decide, inconclusive
+
+# case -> (host whose web tier fails, success while it is down: "zero" or "stays"); a contrast half
+# (distributed: ("web1", "stays")) is one more line here once its design exists
+EXPECT = {"one-server": ("server1", "zero")}
+
+
+@register
+class Spof(Experiment):
+    """Kill the web tier (SIGKILL to nginx) while a client probes every 20 ms; restore it; judge the timeline."""
+
+    slug = "spof"
+    claim = "C1"
+    title = "One server is a single point of failure"
+    statement = "With one server, when it fails the whole site is down."
+    design = "one-server"
+    defaults = {"url": "http://www.foobar.com/", "interval": 0.02, "timeout": 1.0, "before_s": 3.0,
+                "fault_s": 4.0, "after_s": 4.0, "fault": "kill", "service": "nginx", "settle_s": 0.1,
+                "min_fault_requests": 50, "healthy": 0.99, "ready_timeout": 20.0}
+    key_values = ("fault_success", "fault_requests", "recovery_s", "after_success")
+
+    def all_cases(self, params: dict[str, Any]) -> list[Case]:
+        return [Case(name, name, {}) for name in EXPECT]
+
+    def rule_text(self, params: dict[str, Any]) -> str:
+        p = {**self.params(), **params}
+        return (f"requests sent while the web tier is down (from the {p['fault']} + {p['settle_s']} s until "
+                f"the restore begins; >= {p['min_fault_requests']} of them) succeed 0%; requests sent from "
+                f"1 s after the restore completes succeed >= {p['healthy']:.0%}; before the fault >= "
+                f"{p['healthy']:.0%} (else inconclusive)")
+
+    def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
+        host = EXPECT[case.name][0]
+        faults = FaultLog(lab, out / "faults.csv")
+        total = params["before_s"] + params["fault_s"] + params["after_s"] + params["ready_timeout"] + 10
+        csv_path = out / "probe.csv"
+        proc = drive.start_tool(lab, "client", "probe", [
+            "--url", params["url"], "--out", str(csv_path), "--duration", str(total),
+            "--interval", str(params["interval"]), "--timeout", str(params["timeout"])], out / "probe.log")
+        try:
+            drive.wait_rows(csv_path, 1, timeout=10, proc=proc)
+            with window(out, "probe"):
+                drive.pause(params["before_s"])
+                say(f"fault: {params['fault']} {host}/{params['service']}")
+                if params["fault"] == "link":
+                    faults.link_down(host, "s1")
+                else:
+                    faults.kill(host, params["service"])
+                drive.pause(params["fault_s"])
+                say("restore")
+                if params["fault"] == "link":
+                    faults.link_up(host, "s1")
+                else:
+                    faults.start(host, params["service"], params["ready_timeout"])
+                drive.pause(params["after_s"])
+        finally:
+            drive.finish(proc, params["timeout"] + 5, "probe", terminate=True)
+
+    def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
+        rule = self.rule_text(params)
+        rows = read_probe(raw / "probe.csv")
+        events = read_faults(raw / "faults.csv")
+        fault = first(events, "link_down" if params["fault"] == "link" else "kill")
+        restore = first(events, "link_up" if params["fault"] == "link" else "start")
+        if fault is None or restore is None:
+            return inconclusive(rule, "faults.csv lacks the fault or the restore")
+        f0, f1 = fault.t_end + params["settle_s"], restore.t_begin
+        base = [r for r in rows if r.t_recv < fault.t_begin]  # answered before the fault: in-flight ones may die with it
+        during = between(rows, f0, f1)
+        after = [r for r in rows if r.t_send >= restore.t_end + 1.0]
+        recovered = next((r for r in rows if r.t_send >= restore.t_begin and r.ok), None)
+        longest = max((o.seconds for o in outages(between(rows, fault.t_begin, restore.t_end + 1.0))), default=0.0)
+        m = {"requests": len(rows), "baseline_success": rounded(success_rate(base)),
+             "fault_window_s": rounded(f1 - f0, 3), "fault_requests": len(during),
+             "fault_success": rounded(success_rate(during)), "after_requests": len(after),
+             "after_success": rounded(success_rate(after)), "longest_outage_s": rounded(longest, 3),
+             "restore_s": rounded(restore.t_end - restore.t_begin, 3),
+             "recovery_s": rounded(recovered.t_send - restore.t_begin, 3) if recovered else None,
+             "served_by": sorted({r.served_by for r in rows if r.ok and r.served_by})}
+        png = plots.availability(rows, [(fault.t_begin, restore.t_end, f"{fault.action} -> restored")],
+                                 plots_dir / f"{case.name}-availability.png",
+                                 f"C1 spof ({case.name}): probe every {params['interval'] * 1000:.0f} ms",
+                                 marks=[(fault.t_begin, fault.action), (restore.t_end, "restored")])
+        v = Verdict("inconclusive", rule, m, plots=[str(png)])
+        if not restore.ok or not fault.ok:
+            v.reasons.append(f"the fault or the restore itself failed: {fault.detail or restore.detail}")
+            return v
+        if not base or success_rate(base) < params["healthy"]:
+            v.reasons.append(f"the site was not healthy before the fault ({m['baseline_success']})")
+            return v
+        if len(during) < params["min_fault_requests"]:
+            v.reasons.append(f"only {len(during)} requests fell in the fault window")
+            return v
+        if EXPECT[case.name][1] == "zero":
+            during_check = ("0% success while failed", success_rate(during) == 0.0)
+        else:  # a redundant design: the site stays up
+            during_check = (f"success stays >= {params['healthy']:.0%} while failed", success_rate(during) >= params["healthy"])
+        checks = {during_check[0]: during_check[1],
+                  f"recovered (>= {params['healthy']:.0%}) after restore": bool(after) and success_rate(after) >= params["healthy"]}
+        v.verdict = decide(checks)
+        v.reasons = [f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items()]
+        return v

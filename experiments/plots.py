@@ -1,0 +1,97 @@
+"""PNG plots drawn from raw data only (Agg backend): availability timeline, load curves, packet sequence."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from experiments.capture import PacketEvent  # noqa: E402
+from experiments.stats import Request  # noqa: E402
+
+Window = tuple[float, float, str]  # (t_start, t_end, label) in wall-clock seconds
+
+
+def _save(fig: plt.Figure, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return out
+
+
+def availability(rows: Sequence[Request], windows: Sequence[Window], out: Path, title: str,
+                 bin_s: float = 0.25, marks: Sequence[tuple[float, str]] = ()) -> Path:
+    """Success of each request (dots) and per-bin success rate over time, fault windows shaded."""
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    if rows:
+        t0 = rows[0].t_send
+        xs = [r.t_send - t0 for r in rows]
+        ax.scatter(xs, [1.04 if r.ok else -0.04 for r in rows], s=4, marker="|",
+                   c=["tab:green" if r.ok else "tab:red" for r in rows], label="each request (ok / failed)")
+        nbins = int(xs[-1] / bin_s) + 1
+        ok, n = [0] * nbins, [0] * nbins
+        for x, r in zip(xs, rows):
+            b = min(int(x / bin_s), nbins - 1)
+            n[b] += 1
+            ok[b] += r.ok
+        centres = [(i + 0.5) * bin_s for i in range(nbins) if n[i]]
+        ax.step(centres, [ok[i] / n[i] for i in range(nbins) if n[i]], where="mid", color="black",
+                label=f"success rate per {bin_s * 1000:.0f} ms")
+        for i, (a, z, label) in enumerate(windows):
+            ax.axvspan(a - t0, z - t0, color="tab:red", alpha=0.15, label=label if i < 4 else None)
+        for t, label in marks:
+            ax.axvline(t - t0, color="tab:blue", ls="--", lw=1)
+            ax.text(t - t0, 0.5, label, rotation=90, va="center", ha="right", fontsize=8, color="tab:blue")
+    ax.set_ylim(-0.1, 1.1)
+    ax.set_xlabel("time since first request (s)")
+    ax.set_ylabel("success")
+    ax.set_title(title)
+    ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, out)
+
+
+def load_curves(points: Sequence[dict], out: Path, title: str) -> Path:
+    """Achieved throughput and p50/p99 latency against offered load."""
+    pts = sorted(points, key=lambda p: p["offered"])
+    off = [p["offered"] for p in pts]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a1.plot(off, off, ls=":", color="grey", label="ideal (achieved = offered)")
+    a1.plot(off, [p["achieved"] for p in pts], marker="o", label="achieved")
+    a1.set_xlabel("offered load (req/s)")
+    a1.set_ylabel("throughput (ok req/s)")
+    a1.legend(fontsize=8)
+    a2.plot(off, [p["p50"] * 1000 for p in pts], marker="o", label="p50")
+    a2.plot(off, [p["p99"] * 1000 for p in pts], marker="s", label="p99")
+    a2.set_yscale("log")
+    a2.set_xlabel("offered load (req/s)")
+    a2.set_ylabel("latency from scheduled send (ms)")
+    a2.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, out)
+
+
+def sequence(events: Sequence[PacketEvent], client: str, server: str, out: Path, title: str) -> Path:
+    """A packet-sequence (ladder) diagram: one arrow per segment between client and server."""
+    height = max(3.0, 0.42 * len(events) + 1.2)
+    fig, ax = plt.subplots(figsize=(8, height))
+    xc, xs = 0.15, 0.85
+    for x, name in ((xc, f"client\n{client}"), (xs, f"server\n{server}")):
+        ax.plot([x, x], [0, len(events) + 0.5], color="black", lw=1)
+        ax.text(x, -0.4, name, ha="center", va="bottom", fontsize=9, weight="bold")
+    t0 = events[0].time if events else 0.0
+    for i, ev in enumerate(events, 1):
+        to_server = ev.dst == server
+        a, b = (xc, xs) if to_server else (xs, xc)
+        colour = "tab:blue" if ev.kind in ("SYN", "SYN-ACK", "ACK") else "tab:green" if ev.kind == "DATA" else "tab:grey"
+        ax.annotate("", xy=(b, i + 0.3), xytext=(a, i), arrowprops={"arrowstyle": "->", "color": colour})
+        ax.text(0.5, i + 0.05, f"#{ev.frame} {ev.label}", ha="center", va="bottom", fontsize=8)
+        ax.text(0.01, i, f"{(ev.time - t0) * 1000:.2f} ms", fontsize=7, va="center", color="grey")
+    ax.set_ylim(len(events) + 1, -1)
+    ax.set_xlim(0, 1)
+    ax.axis("off")
+    ax.set_title(title)
+    return _save(fig, out)
