@@ -46,10 +46,12 @@ class HostHandle:
     def popen(self, argv: list[str], **kw: Any) -> subprocess.Popen:
         """Start argv in the host in a process group of its own."""
         kw.setdefault("stdin", subprocess.DEVNULL)
+        full = self.argv(argv)
         if self.cgroup:
-            # Join the cgroup before exec, so every child the daemon forks is limited too.
-            argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.cgroup, *argv]
-        return subprocess.Popen(self.argv(argv), start_new_session=True, **kw)
+            # Join the cgroup before exec, so every child the daemon forks is limited too. From the
+            # root namespace: inside a host, /sys is a sysfs of its own, without the cgroup mounts.
+            full = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.cgroup, *full]
+        return subprocess.Popen(full, start_new_session=True, **kw)
 
 
 class Service:
