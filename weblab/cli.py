@@ -360,6 +360,32 @@ def cmd_firewall(args) -> int:
     return 0
 
 
+def cmd_lb(args) -> int:
+    need_root("lb")
+    from hostapps.haproxy import admin_command, backend_stats
+    data = running_state()
+    lbs = [s for s in data.get("services", []) if s["kind"] == "haproxy"]
+    lb = next((s for s in lbs if s["host"] == args.lb), None) if args.lb else (lbs[0] if lbs else None)
+    if lb is None:
+        raise WeblabError(f"no HAProxy {'on ' + args.lb if args.lb else 'in this lab'}; "
+                          f"load balancers: {', '.join(s['host'] for s in lbs) or 'none'}")
+    sock = Path(lb["dir"]) / "admin.sock"
+    if args.action == "show":
+        stats = backend_stats(sock)
+        print(f"{'server':10} {'status':10} {'weight':>6} {'sessions':>8} {'total':>8} {'check':>12}")
+        for name, r in stats.items():
+            print(f"{name:10} {r.get('status', ''):10} {r.get('weight', ''):>6} {r.get('scur', ''):>8} "
+                  f"{r.get('stot', ''):>8} {r.get('check_status', ''):>12}")
+        return 0
+    if not args.server:
+        raise WeblabError(f"weblab lb {args.action} SERVER (servers: weblab lb show)")
+    reply = admin_command(sock, f"set server servers/{args.server} state {args.action}").strip()
+    if reply:
+        raise WeblabError(f"HAProxy on {lb['host']} refused: {reply}")
+    print(f"{args.server}: {args.action} on {lb['host']}")
+    return 0
+
+
 def lab_factory(design: str, lab_params: dict[str, Any]):
     """What experiments get a lab from: a real Lab, started and always torn down."""
     from weblab.lab import Lab
@@ -460,6 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
     fwl.add_argument("words", nargs="*", metavar="SRC DST PROTO [PORT] | RULE_ID")
     fwl.add_argument("--id", help="name for a new rule (default: live-N)")
     fwl.set_defaults(fn=cmd_firewall)
+
+    lbp = sub.add_parser("lb", help="the load balancer's backends: show, or drain|ready|maint SERVER")
+    lbp.add_argument("action", choices=("show", "drain", "ready", "maint"))
+    lbp.add_argument("server", nargs="?")
+    lbp.add_argument("--lb", help="which load balancer host (default: the first)")
+    lbp.set_defaults(fn=cmd_lb)
 
     run = sub.add_parser("run", help="run experiments: weblab run SLUG ... | all")
     run.add_argument("slugs", nargs="+")
