@@ -8,6 +8,7 @@ printed: readiness is the OpenFlow TCP port accepting connections.
 from __future__ import annotations
 
 import argparse
+import importlib
 import ipaddress
 import logging
 import os
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace, control_sock: Optional[socket.socket]) -> int:
     from os_ken.lib import hub
 
     from controllers import control
-    import controllers.switch  # noqa: F401  (registers --weblab-policy before CONF is parsed)
+    importlib.import_module("controllers.switch")  # registers --weblab-policy before CONF is parsed
 
     cfg.CONF(args=["--ofp-listen-host", args.listen, "--ofp-tcp-listen-port", str(args.port),
                    "--weblab-policy", args.policy],

@@ -7,6 +7,7 @@ starts nothing: weblab.lab reads these declarations and brings them to life.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -198,3 +199,37 @@ class LabTopo(Topo):
 
     def host_role(self, name: str) -> str:
         return self.roles[name]
+
+    def attachments(self) -> list[dict[str, Any]]:
+        """Every host interface: its address, MAC, and the switch (dpid) and port it plugs into."""
+        out = []
+        for _a, _b, info in self.links(withInfo=True):
+            host, switch = info["node1"], info["node2"]
+            if self.isSwitch(host):
+                host, switch = switch, host
+            port = info["port2"] if info["node2"] == switch else info["port1"]
+            ip = info.get("params1", {}).get("ip") or self.nodeInfo(host)["ip"]
+            mac = info.get("addr1") or self.nodeInfo(host)["mac"]
+            out.append({"name": host, "role": self.roles.get(host, ""), "ips": [ip.split("/")[0]],
+                        "mac": mac, "dpid": dpid_of(switch), "port": port})
+        return out
+
+    def policy_document(self) -> dict[str, Any]:
+        """What the controller enforces: hosts with attachments and VIPs, switches, rules."""
+        hosts = []
+        for att in self.attachments():
+            nets = [i.network for i in self.interfaces[att["name"]] if str(i.ip) == att["ips"][0]]
+            vips = [v for v in self.vips.get(att["name"], [])
+                    if any(ipaddress.ip_address(v) in n for n in nets)]
+            hosts.append({**att, "vips": vips} if vips else att)
+        return {"firewall": bool(self.firewall), "hosts": hosts,
+                "switches": [{"dpid": dpid_of(s), "name": s} for s in self.switches()],
+                "rules": [r.to_json() for r in self.rules]}
+
+
+def dpid_of(switch: str) -> int:
+    """The datapath id Mininet gives a switch: the number in its name (s2 -> 2)."""
+    digits = re.findall(r"\d+", switch)
+    if not digits:
+        raise ValueError(f"switch {switch!r} has no number in its name; Mininet needs one for its dpid")
+    return int(digits[0])

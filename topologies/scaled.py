@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import LabTopo, Param, Ref, Rule, Subnet
+from topologies.base import Cert, LabTopo, Param, Ref, Rule
 from topologies.distributed import BACK, FRONT
 from topologies.secured import add_monitoring
 
@@ -77,13 +77,11 @@ class Scaled(LabTopo):
             self.add_service(name, "nginx", server_name=name, app=[f"{BACK.ip(30 + i)}:8000"
                                                                    for i in range(1, len(app) + 1)])
         servers = [{"name": n, "address": Ref(n), "port": 80, "backup": False} for n in web]
-        from topologies.base import Cert
         for i, lb in enumerate(lbs):
             self.add_service(lb, "haproxy", algorithm=p["algorithm"], inter=p["check_inter"],
                              fall=p["check_fall"], rise=2, retries=3 if p["retries"] else 0, servers=servers,
                              tls_cert=Cert("site", ("www.foobar.com", "foobar.com")))
         for i, lb in enumerate(lbs):
-            peer = lbs[1 - i]
             self.add_service(lb, "keepalived", vip=VIP, interface=f"{lb}-eth0", src_ip=FRONT.ip(10 * (i + 1)),
                              peers=[FRONT.ip(10 * (2 - i))], state="MASTER" if i == 0 else "BACKUP",
                              priority=150 if i == 0 else 100, advert_int=p["vrrp_advert"])

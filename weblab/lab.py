@@ -2,7 +2,6 @@
 until everything answers, and tears it all down in reverse order, always."""
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import secrets
@@ -234,29 +233,10 @@ class Lab:
                 raise WeblabError(f"cannot set /etc/{name} in {handle.name}: {res.stderr.strip()}")
 
     # ------------------------------------------------------------------ controller and switches
-    def policy(self) -> dict[str, Any]:
-        """The controller's input: hosts with their attachments, switches and the design's rules."""
-        hosts = []
-        for link in self.net.links:
-            for a, b in ((link.intf1, link.intf2), (link.intf2, link.intf1)):
-                if a.node in self.net.hosts and b.node in self.net.switches:
-                    entry = {"name": a.node.name, "role": self.topo.roles.get(a.node.name, ""),
-                             "ips": [a.IP()] if a.IP() else [], "mac": a.MAC(),
-                             "dpid": int(b.node.dpid, 16), "port": b.node.ports[b]}
-                    vips = [v for v in self.topo.vips.get(a.node.name, [])
-                            if any(str(i.ip) == a.IP() and ipaddress.ip_address(v) in i.network
-                                   for i in self.topo.interfaces[a.node.name])]
-                    if vips:
-                        entry["vips"] = vips
-                    hosts.append(entry)
-        return {"firewall": bool(self.topo.firewall), "hosts": hosts,
-                "switches": [{"dpid": int(s.dpid, 16), "name": s.name} for s in self.net.switches],
-                "rules": [r.to_json() for r in self.topo.rules]}
-
     def _start_controller(self) -> None:
         cdir = self.run_dir / "controller"
         cdir.mkdir(parents=True, exist_ok=True)
-        (cdir / "policy.json").write_text(json.dumps(self.policy(), indent=2))
+        (cdir / "policy.json").write_text(json.dumps(self.topo.policy_document(), indent=2))
         port = free_port()
         log = cdir / "controller.log"
         argv = [sys.executable, "-m", "controllers.run", "--listen", "127.0.0.1", "--port", str(port),

@@ -2,15 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import time
 import uuid
 from pathlib import Path
 
 from tests.integration.conftest import in_host, service_info, weblab
-from weblab.proc import ProcRef
 
 DESIGN = "one-server"
 

@@ -7,7 +7,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from tests.integration.conftest import CLI, in_host, service_info, weblab
+from tests.integration.conftest import CLI, in_host
 
 DESIGN = "secured"
 UP_ARGS = ["--param", "qps_alert=20"]

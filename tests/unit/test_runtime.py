@@ -1,7 +1,6 @@
 """Runtime pieces that need no root: process identity, state files, lock, CLI errors."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -9,7 +8,6 @@ import sys
 import pytest
 
 from weblab import cli, lock, paths
-from weblab.errors import WeblabError
 from weblab.proc import ProcRef, start_time
 from weblab.state import RunState, all_runs
 

@@ -85,3 +85,27 @@ def test_distributed_parameters():
         Distributed.resolve_params({"servers": 4})
     with pytest.raises(ValueError, match="must be true or false"):
         Distributed.resolve_params({"retries": "maybe"})
+
+
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_every_design_policy_is_accepted_by_the_controller(design):
+    from controllers.policy import parse_policy
+    policy = parse_policy(DESIGNS[design]().policy_document())
+    assert policy.rules and policy.switches
+
+
+def test_policy_attachments_follow_mininet_ports_and_legs():
+    from topologies.distributed import Distributed
+    doc = Distributed().policy_document()
+    lb = [h for h in doc["hosts"] if h["name"] == "lb1"]
+    assert [(h["ips"][0], h["dpid"], h["port"], h["mac"]) for h in lb] == [
+        ("10.0.0.10", 1, 3, "02:00:0a:00:00:0a"), ("10.0.1.10", 2, 2, "02:00:0a:00:01:0a")]
+    assert doc["firewall"] is False
+
+
+def test_scaled_policy_puts_the_vip_on_both_load_balancers_front_legs():
+    from topologies.scaled import Scaled
+    doc = Scaled(monitoring=False).policy_document()
+    with_vip = sorted((h["name"], h["ips"][0]) for h in doc["hosts"] if h.get("vips") == ["10.0.0.9"])
+    assert with_vip == [("lb1", "10.0.0.10"), ("lb2", "10.0.0.20")]
+    assert doc["firewall"] is True
