@@ -46,7 +46,8 @@ class LiveControl:
         app = self.app
         names = {s.dpid: s.name for s in app.policy.switches}
         switches = [{"dpid": dpid, "name": names.get(dpid), "ready": app.ready.get(dpid, False),
-                     "learned_macs": len(app.learned.get(dpid, {}))}
+                     "learned_macs": len(app.learned.get(dpid, {})),
+                     "packet_ins": app.packet_ins.get(dpid, 0)}
                     for dpid in sorted(app.datapaths)]
         if app.error_count:
             state = "error"

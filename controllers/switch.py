@@ -63,6 +63,7 @@ class WeblabSwitch(app_manager.OSKenApp):
         self.learned: dict[int, dict[str, int]] = {}
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
+        self.packet_ins: dict[int, int] = {}  # per switch: steady traffic should add none
         self.next_number = self.policy.next_number()
         self._sent: OrderedDict[tuple[int, int], str] = OrderedDict()
         self._waiters: dict[tuple[int, int], Waiter] = {}
@@ -94,6 +95,7 @@ class WeblabSwitch(app_manager.OSKenApp):
     def packet_in_handler(self, ev: Any) -> None:
         """Learn the source of a frame the switch did not know (it forwards the frame itself)."""
         msg = ev.msg
+        self.packet_ins[msg.datapath.id] = self.packet_ins.get(msg.datapath.id, 0) + 1
         if kind_of(msg.cookie) != KIND_MISS:
             return
         if len(msg.data) >= 14:  # the packet-in carries only the first bytes of the frame

@@ -292,6 +292,7 @@ def test_packet_in_learns_sources_and_moves_them():
               and m.command == ofp.OFPFC_DELETE_STRICT]
     assert [dict(m.match.items()) for m in strict] == [{"in_port": 4, "eth_src": vmac}]
     assert app.learned[1] == {vmac: 5}
+    assert app.packet_ins == {1: 2}  # counted per switch: the steady-state packet-in rate comes from it
 
 
 def test_packet_in_never_relearns_policy_hosts_or_multicast():
