@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -65,11 +66,48 @@ def full_lab(design: str) -> tuple[float, float]:
     return up, time.monotonic() - t0
 
 
+def iperf(lab, client: str, server_ip: str, seconds: int = 5) -> float:
+    """Gbit/s of one TCP stream from client to server_ip:5201 (iperf3 -s runs on the server host)."""
+    res = lab.exec(client, ["iperf3", "-c", server_ip, "-t", str(seconds), "-J"], timeout=seconds + 30)
+    data = json.loads(res.stdout)
+    if "error" in data:
+        raise RuntimeError(f"iperf3: {data['error']}")
+    return data["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def firewall_cost(seconds: int = 5) -> dict:
+    """iperf3 across the stateful firewall vs the same lab with it off; packet-ins in steady state."""
+    from controllers.client import request
+    from weblab.lab import Lab
+    from weblab.ovs import wait_for
+    with Lab("secured", {"monitoring": False}) as lab:
+        sock = lab.state.data["controller"]["control"]
+        request(sock, {"op": "allow", "rule": {"id": "bench-iperf", "src": "client", "dst": "lb1",
+                                               "proto": "tcp", "port": 5201}})
+        server = lab.popen("lb1", ["iperf3", "-s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: ":5201" in lab.exec("lb1", ["ss", "-ltn"]).stdout, 5, "iperf3 -s on lb1")
+        on = iperf(lab, "client", lab.ip("lb1"), seconds)
+
+        def packet_ins() -> int:
+            return sum(s["packet_ins"] for s in request(sock, {"op": "status"})["switches"])
+        before, t0 = packet_ins(), time.monotonic()
+        # Steady state: 100 page loads after the lab has warmed up (bounded count).
+        lab.exec("client", ["sh", "-c", "for i in $(seq 100); do curl -s -o /dev/null "
+                            "https://www.foobar.com/; done"], timeout=120)
+        steady = (packet_ins() - before) / (time.monotonic() - t0)
+        request(sock, {"op": "disable"})
+        off = iperf(lab, "client", lab.ip("lb1"), seconds)
+        server.terminate()
+    return {"iperf3_gbps_firewall_on": round(on, 3), "iperf3_gbps_firewall_off": round(off, 3),
+            "ratio_on_to_off": round(on / off, 3), "packet_ins_per_s_steady": round(steady, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.bench")
     ap.add_argument("--design", action="append", help="design(s) to measure (default: all)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", default="bench/results.json")
+    ap.add_argument("--no-firewall", action="store_true", help="skip the firewall throughput benchmark")
     args = ap.parse_args(argv)
     from topologies import DESIGNS
     designs = args.design or list(DESIGNS)
@@ -92,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             "median_s": med, "samples_s": {k: [round(x, 3) for x in v] for k, v in rows.items()},
             "ratio_up_to_baseline": round(med["lab_up"] / med["baseline_up"], 2),
             "ratio_down_to_baseline": round(med["lab_down"] / med["baseline_down"], 2)}
+    if not args.no_firewall:
+        results["firewall"] = firewall_cost()
+        print(f"firewall: {results['firewall']}", file=sys.stderr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
