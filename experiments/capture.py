@@ -164,3 +164,58 @@ def _iter_rr(rr: Any) -> Any:
     while rr is not None and hasattr(rr, "rrname"):
         yield rr
         rr = rr.payload if rr.payload and hasattr(rr.payload, "rrname") else None
+
+
+TLS_CONTENT_TYPES = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "ApplicationData"}
+
+
+@dataclass(frozen=True)
+class TlsRecord:
+    """A TLS record header found at the start of a TCP payload (what a sniffer sees of HTTPS)."""
+
+    frame: int
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    content_type: str   # Handshake, ApplicationData, ...
+    length: int
+
+
+def tls_records(pcap: Path, port: int | None = None) -> list[TlsRecord]:
+    """TLS records that start a TCP payload (optionally to/from port), in capture order."""
+    from scapy.layers.inet import IP, TCP
+    out = []
+    for n, pkt in enumerate(_read(pcap), 1):
+        if IP not in pkt or TCP not in pkt:
+            continue
+        tcp = pkt[TCP]
+        if port is not None and port not in (tcp.sport, tcp.dport):
+            continue
+        payload = bytes(tcp.payload)
+        if len(payload) >= 5 and payload[0] in TLS_CONTENT_TYPES and payload[1] == 3:
+            out.append(TlsRecord(n, pkt[IP].src, pkt[IP].dst, tcp.sport, tcp.dport,
+                                 TLS_CONTENT_TYPES[payload[0]], int.from_bytes(payload[3:5], "big")))
+    return out
+
+
+def payload_summary(pcap: Path) -> dict[str, int]:
+    """Frames, TCP segments with payload, and payload bytes of a capture (to show it saw traffic)."""
+    from scapy.layers.inet import TCP
+    packets = _read(pcap)
+    data = [len(bytes(p[TCP].payload)) for p in packets if TCP in p and len(bytes(p[TCP].payload))]
+    return {"frames": len(packets), "data_segments": len(data), "payload_bytes": sum(data)}
+
+
+def context_of(pcap: Path, frame: int, needle: bytes, around: int = 40) -> str:
+    """The bytes around needle in one frame's TCP payload, printable (evidence for a report)."""
+    from scapy.layers.inet import TCP
+    packets = _read(pcap)
+    if not 1 <= frame <= len(packets) or TCP not in packets[frame - 1]:
+        return ""
+    payload = bytes(packets[frame - 1][TCP].payload)
+    at = payload.find(needle)
+    if at < 0:
+        return ""
+    chunk = payload[max(0, at - around):at + len(needle) + around]
+    return "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)

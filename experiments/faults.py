@@ -84,6 +84,10 @@ class FaultLog:
         """Bring the link between nodes a and b back up."""
         return self._do("link_up", f"{a}-{b}", lambda: self.lab.link_up(a, b))
 
+    def record(self, action: str, target: str, fn: Callable[[], Any]) -> FaultEvent:
+        """Perform any lab action fn (e.g. an HAProxy admin command) and log it like a fault."""
+        return self._do(action, target, fn)
+
     def mark(self, action: str, target: str = "", detail: str = "") -> FaultEvent:
         """Log a named instant (e.g. 'load_start') without touching the lab."""
         return self._do(action, target, lambda: detail)

@@ -95,3 +95,103 @@ def sequence(events: Sequence[PacketEvent], client: str, server: str, out: Path,
     ax.axis("off")
     ax.set_title(title)
     return _save(fig, out)
+
+
+def table(rows: Sequence[Sequence[object]], columns: Sequence[str], out: Path, title: str,
+          highlight: Sequence[int] = ()) -> Path:
+    """A table as a figure (pcap evidence); rows whose index is in highlight are shaded red."""
+    fig, ax = plt.subplots(figsize=(11, 0.45 * (len(rows) + 2) + 0.6))
+    ax.axis("off")
+    cells = [[str(c) for c in r] for r in rows] or [["(none)"] + [""] * (len(columns) - 1)]
+    t = ax.table(cellText=cells, colLabels=list(columns), loc="center", cellLoc="left")
+    t.auto_set_font_size(False)
+    t.set_fontsize(8)
+    t.auto_set_column_width(list(range(len(columns))))
+    for i in highlight:
+        for j in range(len(columns)):
+            t[(i + 1, j)].set_facecolor("#f8c9c4")
+    ax.set_title(title, fontsize=10)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, metadata={"Software": None}, bbox_inches="tight")  # the table may overhang the axes
+    plt.close(fig)
+    return out
+
+
+def grouped_bars(groups: dict[str, dict[str, float]], out: Path, title: str, ylabel: str,
+                 log: bool = False) -> Path:
+    """One group of bars per key of groups (e.g. a URL), one bar per series (e.g. a mode)."""
+    names = list(groups)
+    series = list(dict.fromkeys(s for g in groups.values() for s in g))
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(5, 2.2 * len(names)), 3.6))
+    for k, s in enumerate(series):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(names))]
+        ys = [groups[n].get(s, 0.0) or 0.0 for n in names]
+        bars = ax.bar(xs, ys, width, label=s)
+        ax.bar_label(bars, fmt="%.3g", fontsize=7)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def series_timeline(series: dict[str, tuple[Sequence[float], Sequence[float]]], out: Path, title: str,
+                    ylabel: str, t0: float, windows: Sequence[Window] = (),
+                    marks: Sequence[tuple[float, str]] = (), hlines: Sequence[tuple[float, str]] = (),
+                    log: bool = False, styles: dict[str, str] | None = None) -> Path:
+    """Lines (or dots, style '.') over wall-clock time, with shaded windows, vertical marks, thresholds."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    for name, (xs, ys) in series.items():
+        style = (styles or {}).get(name, "-")
+        xs = [x - t0 for x in xs]
+        if style == ".":
+            ax.scatter(xs, ys, s=4, label=name)
+        else:
+            ax.plot(xs, ys, style, label=name, lw=1.2)
+    for i, (a, z, label) in enumerate(windows):
+        ax.axvspan(a - t0, z - t0, color="tab:red", alpha=0.12, label=label if i < 3 else None)
+    for y, label in hlines:
+        ax.axhline(y, color="grey", ls=":", lw=1)
+        ax.text(0, y, label, fontsize=7, va="bottom", color="grey")
+    for t, label in marks:
+        ax.axvline(t - t0, color="tab:blue", ls="--", lw=0.8)
+        ax.text(t - t0, ax.get_ylim()[1], label, rotation=90, va="top", ha="right", fontsize=7, color="tab:blue")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, out)
+
+
+def cdf(values: Sequence[float], out: Path, title: str, xlabel: str,
+        bounds: Sequence[tuple[float, str]] = ()) -> Path:
+    """Empirical CDF of values (each one a step), with vertical bounds marked."""
+    xs = sorted(values)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    if xs:
+        ax.step(xs + [xs[-1]], [i / len(xs) for i in range(len(xs) + 1)], where="post", marker="o", ms=3)
+    for x, label in bounds:
+        ax.axvline(x, color="tab:red", ls="--", lw=1, label=label)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"fraction (n={len(xs)})")
+    ax.set_title(title)
+    if bounds:
+        ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def histogram(values: Sequence[float], out: Path, title: str, xlabel: str, bins: int = 10) -> Path:
+    """A histogram of values."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    if values:
+        ax.hist(list(values), bins=bins, color="tab:blue", edgecolor="black")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"count (n={len(values)})")
+    ax.set_title(title)
+    return _save(fig, out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,27 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def plot_file(run_dir: Path, plot: str) -> Path:
+    """Where a verdict's plot is: plots are stored relative to the run folder, but runs written with a relative
+    --out kept the working-directory path (results/<slug>/<run>/plots/x.png): both resolve to the same file."""
+    path = Path(plot)
+    if path.is_absolute():
+        return path
+    direct = Path(run_dir) / path
+    if direct.exists():
+        return direct
+    marker = (Path(run_dir).parent.name, Path(run_dir).name)
+    for i in range(len(path.parts) - 1):
+        if path.parts[i:i + 2] == marker:
+            return Path(run_dir).joinpath(*path.parts[i + 2:])
+    return path if path.exists() else direct
+
+
+def plot_link(run_dir: Path, plot: str, results: Path) -> str:
+    """The plot's path relative to results/ (what report.md links to)."""
+    return Path(os.path.relpath(plot_file(run_dir, plot).resolve(), Path(results).resolve())).as_posix()
+
+
 def markdown(entries: list[Entry], results: Path) -> str:
     """The report as Markdown, plots linked relative to results/."""
     lines = ["# weblab report", "", "| claim | slug | verdict | run |", "|---|---|---|---|"]
@@ -81,7 +103,7 @@ def markdown(entries: list[Entry], results: Path) -> str:
             lines += [f"| {k} | {_fmt(s['median'])} | {_fmt(s['min'])} | {_fmt(s['max'])} |"
                       for k, s in e.summary["values"].items()] + [""]
         for p in v.plots:
-            lines += [f"![{p}]({(e.run_dir / p).relative_to(results)})", ""]
+            lines += [f"![{Path(p).name}]({plot_link(e.run_dir, p, results)})", ""]
         lines += [f"Run {e.run_dir.name}, started {e.meta.get('started')}, git {(e.meta.get('git') or {}).get('revision')}", ""]
     return "\n".join(lines) + "\n"
 
@@ -122,7 +144,7 @@ def render_html(entries: list[Entry], results: Path) -> str:
             parts.append("<table><tr><th>value</th><th>median</th><th>min</th><th>max</th></tr>" + "".join(
                 f"<tr><td>{esc(k)}</td><td>{_fmt(x['median'])}</td><td>{_fmt(x['min'])}</td><td>{_fmt(x['max'])}</td></tr>"
                 for k, x in s["values"].items()) + "</table>")
-        parts += [_img(e.run_dir / p) for p in v.plots]
+        parts += [_img(plot_file(e.run_dir, p)) for p in v.plots]
         if v.error:
             parts.append(f"<details><summary>error</summary><pre>{esc(v.error)}</pre></details>")
         git = e.meta.get("git") or {}

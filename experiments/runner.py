@@ -140,8 +140,9 @@ def _lab_record(case_dir: Path) -> dict[str, Any]:
 def summarise(batch: list[RunResult]) -> dict[str, Any]:
     """Spread of the key numbers over repeated runs of one claim, and whether the verdicts agreed."""
     exp = registry.get(batch[0].slug)
-    keys = list(exp.key_values) or sorted({k for r in batch for k, v in r.verdict.measured.items()
-                                           if _is_number(v)})
+    numeric = sorted({k for r in batch for k, v in r.verdict.measured.items() if _is_number(v)})
+    # The claim's key values where the cases that ran produced them (a subset of cases may run).
+    keys = [k for k in exp.key_values if k in numeric] or numeric
     values: dict[str, dict[str, float]] = {}
     for key in keys:
         xs = [float(r.verdict.measured[key]) for r in batch if _is_number(r.verdict.measured.get(key))]

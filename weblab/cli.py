@@ -386,14 +386,17 @@ def cmd_lb(args) -> int:
     return 0
 
 
-def lab_factory(design: str, lab_params: dict[str, Any]):
-    """What experiments get a lab from: a real Lab, started and always torn down."""
-    from weblab.lab import Lab
-    known = {"params", "cpu", "firewall", "datapath"}
-    unknown = set(lab_params) - known
-    if unknown:
-        raise WeblabError(f"experiment asked for unknown lab settings {sorted(unknown)}")
-    return Lab(design, **lab_params)
+def lab_factory_holding(lock):
+    """What experiments get labs from: real Labs, each started and always torn down, all under one
+    held lab lock, so no other lab slips in between two cases or repeats of a run."""
+    def factory(design: str, lab_params: dict[str, Any]):
+        from weblab.lab import Lab
+        known = {"params", "cpu", "firewall", "datapath"}
+        unknown = set(lab_params) - known
+        if unknown:
+            raise WeblabError(f"experiment asked for unknown lab settings {sorted(unknown)}")
+        return Lab(design, lock=lock, **lab_params)
+    return factory
 
 
 def cmd_run(args) -> int:
@@ -407,13 +410,16 @@ def cmd_run(args) -> int:
     except KeyError as e:
         raise WeblabError(e.args[0]) from None
     need_root("run")
-    from weblab import lock
-    if lock.is_held():
-        raise WeblabError(lock.running_message(lock.read_holder()) + " (experiments start their own labs)")
-    params = {slug: parse_kv(args.param, "--param") for slug in slugs} if args.param else None
-    results = runner.run(slugs, repeat=args.repeat, out=Path(args.out),
-                         junit=Path(args.junit) if args.junit else None, lab_factory=lab_factory,
-                         params=params)
+    from weblab.lock import LabLock
+    held = LabLock()
+    held.acquire(f"weblab run {' '.join(slugs)}", "experiments")  # names the running lab if busy
+    try:
+        params = {slug: parse_kv(args.param, "--param") for slug in slugs} if args.param else None
+        results = runner.run(slugs, repeat=args.repeat, out=Path(args.out),
+                             junit=Path(args.junit) if args.junit else None,
+                             lab_factory=lab_factory_holding(held), params=params)
+    finally:
+        held.release()
     return runner.exit_code(results)
 
 

@@ -66,7 +66,8 @@ class Lab:
     """A running design. Use as a context manager, or call start() and stop() (stop is idempotent)."""
 
     def __init__(self, design: str, params: dict[str, Any] | None = None, run_id: str | None = None,
-                 datapath: str = "auto", cpu: dict[str, float] | None = None, firewall: bool | None = None):
+                 datapath: str = "auto", cpu: dict[str, float] | None = None, firewall: bool | None = None,
+                 lock: LabLock | None = None):
         from topologies import get
         try:
             self.design_cls = get(design)
@@ -80,7 +81,9 @@ class Lab:
         self.run_id = run_id or new_run_id()
         self.run_dir = paths.run_dir(self.run_id)
         self.state = RunState(self.run_id)
-        self.lock = LabLock()
+        # A caller running several labs in a row (weblab run) holds the lock across all of them.
+        self.lock = lock or LabLock()
+        self.owns_lock = lock is None
         self.net = None
         self.topo = None
         self.ovs: PrivateOVS | None = None
@@ -106,7 +109,8 @@ class Lab:
     def start(self) -> "Lab":
         """Bring the lab up; on any failure tear down what was started and re-raise."""
         values = preflight(self.design_cls, self.params)
-        self.lock.acquire(self.run_id, self.design)
+        if self.owns_lock:
+            self.lock.acquire(self.run_id, self.design)
         t0 = time.monotonic()
         try:
             self._start(values)
@@ -443,7 +447,8 @@ class Lab:
                 kept = keep_logs(self.run_dir, self.run_id)
             shutil.rmtree(self.run_dir, ignore_errors=True)
         finally:
-            self.lock.release()
+            if self.owns_lock:
+                self.lock.release()
             if old is not None:
                 signal.signal(signal.SIGINT, old)
         if problems:

@@ -1,4 +1,5 @@
-"""C3 cannot-scale: one CPU-limited server's throughput plateaus and its latency climbs with offered load."""
+"""C3 cannot-scale: one CPU-limited server's throughput plateaus and its latency climbs with offered load;
+behind HAProxy, 2 and 3 such servers add capacity (closed-loop wrk per server count + one open-loop check)."""
 from __future__ import annotations
 
 import csv
@@ -13,9 +14,11 @@ from experiments.fidelity import window
 from experiments.load import parse_wrk, run_wrk
 from experiments.registry import register
 from experiments.stats import percentile, read_openloop, rounded
-from experiments.verdict import Verdict, inconclusive
+from experiments.verdict import INCONCLUSIVE, SUPPORTED, Verdict, combine, inconclusive
 
 SWEEP = "sweep.csv"
+CAPACITY_WRK = "wrk-capacity.txt"   # distributed-N: the closed-loop capacity run
+CONFIRM = "confirm.csv"             # distributed-N: the open-loop point at a fraction of that capacity
 
 
 def point_metrics(path: Path, offered: float, duration: float, warmup: float, timeout: float) -> dict[str, float]:
@@ -60,15 +63,19 @@ class CannotScale(Experiment):
     defaults = {"work_ms": 10, "cpu": 0.25, "calib_s": 4, "calib_connections": 16,
                 "fractions": [0.25, 0.5, 0.75, 0.9, 1.1, 1.3, 1.6, 2.0], "rates": None,
                 "point_s": 8.0, "warmup_s": 1.0, "timeout": 5.0, "max_inflight": 256,
-                "keepup": 0.95, "gen_accuracy": 0.98, "plateau_growth": 0.10, "overload": 0.8, "knee": 5.0}
-    key_values = ("capacity_rps", "achieved_top_rps", "p99_low_ms", "p99_top_ms")
+                "keepup": 0.95, "gen_accuracy": 0.98, "plateau_growth": 0.10, "overload": 0.8, "knee": 5.0,
+                "servers": [1, 2, 3], "dist_cpu": 0.1, "confirm_fraction": 0.9, "confirm_s": 5.0, "ratio_2": 1.8, "ratio_3": 2.6}
+    key_values = ("one-server.capacity_rps", "distributed-1.capacity_rps", "distributed-2.capacity_rps",
+                  "distributed-3.capacity_rps", "capacity_ratio_2", "capacity_ratio_3")
 
     def lab_params(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"cpu": {"server1": params["cpu"]}}
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
-        # distributed halves: Case("distributed-2", "distributed", {"web_servers": 2, "cpu": {...}}) + conclude()
-        return [Case("one-server", "one-server", self.lab_params(params))]
+        return [Case("one-server", "one-server", self.lab_params(params))] + [
+            Case(f"distributed-{n}", "distributed",
+                 {"params": {"servers": n}, "cpu": {f"server{i}": params["dist_cpu"] for i in range(1, n + 1)}})
+            for n in params["servers"]]
 
     def rule_text(self, params: dict[str, Any]) -> str:
         p = {**self.params(), **params}
@@ -78,10 +85,18 @@ class CannotScale(Experiment):
                 f"Inconclusive when the server cannot keep up at the lowest load (< {p['keepup']:.0%}), the "
                 f"generator sent < {p['gen_accuracy']:.0%} of the requested rate without having used all its "
                 f"{p['max_inflight']} connections (so it, not the server, was the limit), "
-                f"or no offered load was <= 2/3 R")
+                f"or no offered load was <= 2/3 R. distributed (every server CPU-limited to {p['dist_cpu']:g} of the "
+                f"machine, so that 3 servers stay well inside its cores): "
+                f"capacity = wrk closed-loop ok req/s ({p['calib_s']} s, {p['calib_connections']} connections) "
+                f"with 1, 2, 3 servers; capacity(2) >= {p['ratio_2']:g}x capacity(1) and capacity(3) >= "
+                f"{p['ratio_3']:g}x capacity(1); each capacity is confirmed open-loop (at {p['confirm_fraction']:.0%} "
+                f"of it for {p['confirm_s']:g} s achieved >= {p['keepup']:.0%} of offered, else inconclusive)")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         url = f"http://www.foobar.com/work?ms={params['work_ms']}"
+        if case.design == "distributed":
+            self._capacity_case(lab, out, url, params)
+            return
         rates = params["rates"]
         if not rates:
             say(f"calibrating capacity with wrk ({params['calib_s']} s, {params['calib_connections']} connections)")
@@ -106,6 +121,25 @@ class CannotScale(Experiment):
                     out / f"openloop-{k:02d}.json")
                 drive.finish(proc, params["point_s"] + params["timeout"] * 2 + 15, f"openloop at {rate:g} req/s")
 
+    def _capacity_case(self, lab: Any, out: Path, url: str, params: dict[str, Any]) -> None:
+        """Closed-loop capacity with wrk, then one open-loop point at a fraction of it that must hold."""
+        say(f"capacity with wrk ({params['calib_s']} s, {params['calib_connections']} connections)")
+        with window(out, "capacity"):
+            cap = run_wrk(lab, "client", url, params["calib_s"], out / CAPACITY_WRK,
+                          connections=params["calib_connections"], timeout=params["timeout"])
+        capacity = max(1.0, cap.requests_per_s * (1 - cap.failed / max(1, cap.requests)))
+        rate = round(params["confirm_fraction"] * capacity, 1)
+        with open(out / SWEEP, "w", newline="") as f:
+            csv.writer(f).writerows([["k", "offered", "duration", "file"], [0, rate, params["confirm_s"], CONFIRM]])
+        self._settle(lab, url, params)
+        say(f"confirming open-loop at {rate:g} req/s")
+        with window(out, f"confirm-{rate:g}"):
+            proc = drive.start_tool(lab, "client", "openloop", [
+                "--url", url, "--rate", str(rate), "--duration", str(params["confirm_s"]), "--out", str(out / CONFIRM),
+                "--timeout", str(params["timeout"]), "--max-inflight", str(params["max_inflight"]),
+                "--seed", str(params["seed"])], out / "confirm.json")
+            drive.finish(proc, params["confirm_s"] + params["timeout"] * 2 + 15, f"openloop at {rate:g} req/s")
+
     def _settle(self, lab: Any, url: str, params: dict[str, Any], tries: int = 30) -> None:
         """Wait (bounded) until one request is answered within 10x its CPU time: the last point's queue drained."""
         limit = max(0.2, 10 * params["work_ms"] / 1000)
@@ -121,6 +155,8 @@ class CannotScale(Experiment):
         say("server did not settle between points; continuing (the point will show it)")
 
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
+        if case.design == "distributed":
+            return self._judge_capacity(case, raw, params, plots_dir)
         rule = self.rule_text(params)
         with open(raw / SWEEP, newline="") as f:
             sweep = list(csv.DictReader(f))
@@ -167,3 +203,74 @@ class CannotScale(Experiment):
                      f"{top['offered']:g}; best at <= 2/3 of that {best_early:.1f})",
                      f"latency climbs: {'yes' if climbs else 'NO'} (p99 {low['p99'] * 1000:.1f} -> {top['p99'] * 1000:.1f} ms)"]
         return v
+
+    def _judge_capacity(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
+        """One distributed-N case: its wrk capacity, confirmed by the open-loop point (else inconclusive)."""
+        rule = self.rule_text(params)
+        wrk = parse_wrk((raw / CAPACITY_WRK).read_text())
+        cap = wrk.requests_per_s * (1 - wrk.failed / max(1, wrk.requests))
+        with open(raw / SWEEP, newline="") as f:
+            s = next(csv.DictReader(f))
+        pt = point_metrics(raw / s["file"], float(s["offered"]), float(s["duration"]), params["warmup_s"], params["timeout"])
+        n = int(case.lab_params.get("params", {}).get("servers", 1))
+        m = {"servers": n, "capacity_rps": rounded(cap, 2), "wrk_failed": wrk.failed,
+             "wrk_p50_ms": rounded(wrk.percentiles_s.get("50", float("nan")) * 1000, 2),
+             "wrk_p99_ms": rounded(wrk.percentiles_s.get("99", float("nan")) * 1000, 2),
+             "confirm_offered_rps": pt["offered"], "confirm_achieved_rps": rounded(pt["achieved"], 2),
+             "confirm_p99_ms": rounded(pt["p99"] * 1000, 2), "confirm_failed_fraction": rounded(pt["failed_fraction"], 4)}
+        png = capacity_plot(raw.parent, plots_dir / "distributed-capacity.png", params)
+        v = Verdict(SUPPORTED, rule, m, plots=[str(png)] if png else [])
+        if pt["send_rate"] < params["gen_accuracy"] * pt["offered"]:
+            v.verdict = INCONCLUSIVE
+            v.reasons.append(f"the load generator sent only {pt['send_rate']:.1f} of {pt['offered']:g} req/s")
+        elif pt["achieved"] < params["keepup"] * pt["offered"]:
+            v.verdict = INCONCLUSIVE
+            v.reasons.append(f"closed-loop capacity {cap:.1f} req/s not confirmed open-loop: {pt['achieved']:.1f} of "
+                             f"{pt['offered']:g} req/s achieved")
+        else:
+            v.reasons.append(f"{n} server(s): capacity {cap:.1f} req/s (confirmed: {pt['achieved']:.1f} of "
+                             f"{pt['offered']:g} req/s open-loop, p99 {pt['p99'] * 1000:.0f} ms)")
+        return v
+
+    def conclude(self, parts: list[tuple[str, Verdict]], params: dict[str, Any]) -> Verdict:
+        """The one-server plateau plus the cross-case capacity ratios of the distributed cases."""
+        v = combine(parts)
+        caps = {int(name.split("-")[1]): pv.measured.get("capacity_rps") for name, pv in parts
+                if name.startswith("distributed-") and pv.verdict == SUPPORTED}
+        if v.verdict == INCONCLUSIVE or not any(n.startswith("distributed-") for n, _ in parts):
+            return v
+        checks: dict[str, bool] = {}
+        base = caps.get(1)
+        for n, need in ((2, params["ratio_2"]), (3, params["ratio_3"])):
+            if n in caps and base:
+                ratio = caps[n] / base
+                v.measured[f"capacity_ratio_{n}"] = rounded(ratio, 3)
+                checks[f"capacity with {n} servers >= {need:g}x of 1 ({ratio:.2f}x)"] = ratio >= need
+        if not checks:
+            v.verdict = INCONCLUSIVE
+            v.reasons.append("no capacity ratio could be computed: distributed-1 and distributed-2/3 are needed")
+            return v
+        v.reasons += [f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items()]
+        if not all(checks.values()):
+            v.verdict = "refuted"
+        return v
+
+
+def capacity_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path | None:
+    """Capacity against the number of servers (every distributed-N case present in raw/), with linear scaling."""
+    from experiments import charts
+    caps: dict[str, float] = {}
+    for d in sorted(raw_dir.glob("distributed-*")):
+        if (d / CAPACITY_WRK).exists():
+            try:
+                w = parse_wrk((d / CAPACITY_WRK).read_text())
+            except ValueError:
+                continue
+            caps[d.name.split("-")[1]] = w.requests_per_s * (1 - w.failed / max(1, w.requests))
+    if not caps:
+        return None
+    one = caps.get("1")
+    return charts.grouped_bars({f"{n} server(s)": {"capacity (ok req/s)": c, **({"linear: n x capacity(1)": one * int(n)} if one else {})}
+                                for n, c in sorted(caps.items())}, out,
+                               f"C3 cannot-scale: capacity behind HAProxy, /work?ms={params['work_ms']}, "
+                               f"cpu {params['dist_cpu']:g} of the machine per server", "req/s")

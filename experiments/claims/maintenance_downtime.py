@@ -1,10 +1,12 @@
-"""C2 maintenance-downtime: a deploy (restart of the web tier) on a single server causes an outage."""
+"""C2 maintenance-downtime: a deploy (restart of the web tier) on a single server causes an outage; a rolling
+deploy behind HAProxy (drain through the admin socket, restart, ready) causes none."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
-from experiments import drive, plots
+from experiments import drive, lb, plots
 from experiments.base import Case, Experiment, say
 from experiments.faults import FaultLog, read_faults
 from experiments.fidelity import window
@@ -12,9 +14,9 @@ from experiments.registry import register
 from experiments.stats import between, outages, read_openloop, read_probe, rounded, success_rate
 from experiments.verdict import Verdict, inconclusive
 
-# case -> (host redeployed, expectation: "outage" or "none"); the distributed rolling deploy adds
-# ("distributed", ...) with a drain through HAProxy's admin socket in its run step
-EXPECT = {"one-server": ("server1", "outage")}
+# case -> (host redeployed, expectation: "outage" or "none"); the distributed case redeploys every
+# server in turn (rolling), each drained through HAProxy's admin socket first
+EXPECT = {"one-server": ("server1", "outage"), "distributed": ("server1", "none")}
 
 
 @register
@@ -28,8 +30,10 @@ class MaintenanceDowntime(Experiment):
                  "causes none.")
     design = "one-server"
     defaults = {"url": "http://www.foobar.com/", "interval": 0.02, "timeout": 1.0, "load_rate": 50.0,
-                "before_s": 3.0, "after_s": 4.0, "services": ["webapp"], "healthy": 0.99, "ready_timeout": 30.0}
-    key_values = ("failed_requests", "outage_s", "restart_s")
+                "before_s": 3.0, "after_s": 4.0, "services": ["webapp"], "healthy": 0.99, "ready_timeout": 30.0,
+                "rolling_services": ["webapp", "nginx"], "drain_timeout": 10.0, "up_timeout": 15.0}
+    key_values = ("one-server.failed_requests", "one-server.outage_s", "one-server.restart_s",
+                  "distributed.failed_requests", "distributed.restart_s")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(name, name, {}) for name in EXPECT]
@@ -38,13 +42,18 @@ class MaintenanceDowntime(Experiment):
         p = {**self.params(), **params}
         return (f"one-server: restarting {'+'.join(p['services'])} under load gives an outage > 0 "
                 f"(at least one failed request, probe every {p['interval'] * 1000:.0f} ms + "
-                f"{p['load_rate']:g} req/s open-loop); probe success before the deploy >= {p['healthy']:.0%} "
+                f"{p['load_rate']:g} req/s open-loop); distributed rolling deploy (per server: drain through "
+                f"HAProxy's admin socket, wait until its sessions are 0, restart {'+'.join(p['rolling_services'])}, "
+                f"set ready, wait until UP): 0 failed requests under the same load; probe success before the deploy >= {p['healthy']:.0%} "
                 f"(else inconclusive)")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         host = EXPECT[case.name][0]
         faults = FaultLog(lab, out / "faults.csv")
         budget = params["before_s"] + params["after_s"] + params["ready_timeout"] * len(params["services"]) + 10
+        if EXPECT[case.name][1] == "none":  # every server: drain + restarts + UP, bounded
+            per = params["drain_timeout"] + params["up_timeout"] + params["ready_timeout"] * len(params["rolling_services"])
+            budget += per * len(lb.servers_of(lab))
         probe = drive.start_tool(lab, "client", "probe", [
             "--url", params["url"], "--out", str(out / "probe.csv"), "--duration", str(budget),
             "--interval", str(params["interval"]), "--timeout", str(params["timeout"])], out / "probe.log")
@@ -58,9 +67,12 @@ class MaintenanceDowntime(Experiment):
             with window(out, "deploy"):
                 drive.pause(params["before_s"])
                 faults.mark("deploy_begin", host)
-                for svc in params["services"]:
-                    say(f"redeploy: restart {host}/{svc}")
-                    faults.restart(host, svc, params["ready_timeout"])
+                if EXPECT[case.name][1] == "none":
+                    self._rolling(lab, faults, out, params)
+                else:
+                    for svc in params["services"]:
+                        say(f"redeploy: restart {host}/{svc}")
+                        faults.restart(host, svc, params["ready_timeout"])
                 faults.mark("deploy_end", host)
                 drive.pause(params["after_s"])
                 faults.mark("load_stop", host)
@@ -68,9 +80,33 @@ class MaintenanceDowntime(Experiment):
             drive.finish(load, params["timeout"] + 10, "openloop", terminate=True)
             drive.finish(probe, params["timeout"] + 5, "probe", terminate=True)
 
+    def _rolling(self, lab: Any, faults: FaultLog, out: Path, params: dict[str, Any]) -> None:
+        """Redeploy every server in turn behind HAProxy: drain, sessions 0, restart, ready, UP."""
+        hap = lb.haproxy(lab)
+        with lb.StateWatch(hap, out / lb.STATE_FILE), lb.LogSlice(hap, out):
+            for server in lb.servers_of(lab):
+                say(f"rolling deploy: drain {server}")
+                faults.record("drain", server, lambda s=server: hap.set_state(s, "drain"))
+                faults.record("drained", server, lambda s=server: self._wait_sessions(hap, s, params["drain_timeout"]))
+                for svc in params["rolling_services"]:
+                    faults.restart(server, svc, params["ready_timeout"])
+                faults.record("ready", server, lambda s=server: hap.set_state(s, "ready"))
+                faults.record("up", server, lambda s=server: lb.wait_state(hap, s, lb.is_up, params["up_timeout"], "UP"))
+
+    @staticmethod
+    def _wait_sessions(hap: Any, server: str, timeout: float) -> float:
+        """Bounded wait until HAProxy has no session on server; seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if hap.sessions(server) == 0:
+                return time.monotonic() - t0
+            time.sleep(0.02)  # bounded poll of the admin socket
+        raise RuntimeError(f"{server} still had {hap.sessions(server)} sessions after {timeout:.0f} s of draining")
+
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
         rule = self.rule_text(params)
-        events = {e.action: e for e in read_faults(raw / "faults.csv")}
+        all_events = read_faults(raw / "faults.csv")
+        events = {e.action: e for e in all_events}
         if not {"deploy_begin", "deploy_end", "load_stop"} <= set(events):
             return inconclusive(rule, "faults.csv lacks the deploy marks: the run stopped early")
         t_begin, t_end, t_stop = events["deploy_begin"].t_begin, events["deploy_end"].t_end, events["load_stop"].t_begin
@@ -88,12 +124,23 @@ class MaintenanceDowntime(Experiment):
              "longest_outage_s": rounded(max((o.seconds for o in outs), default=0.0), 3),
              "outages": len(outs),
              "errors": sorted({(r.error.split(":")[0] or str(r.status)) for r in window_rows + load_window if not r.ok})}
-        png = plots.availability(probe, [(t_begin, t_end, "restart of " + "+".join(params["services"]))],
+        rolling = [(d.t_begin, u.t_end, f"{d.target}: drain -> UP")
+                   for d in all_events if d.action == "drain"
+                   for u in [next((u for u in all_events if u.action == "up" and u.target == d.target), None)] if u]
+        if rolling:
+            m["servers_redeployed"] = [w[2].split(":")[0] for w in rolling]
+            m["drain_wait_s"] = {e.target: rounded(float(e.detail or 0), 3) for e in all_events if e.action == "drained" and e.ok}
+            m["per_server_s"] = {w[2].split(":")[0]: rounded(w[1] - w[0], 3) for w in rolling}
+        png = plots.availability(probe, rolling or [(t_begin, t_end, "restart of " + "+".join(params["services"]))],
                                  plots_dir / f"{case.name}-deploy-availability.png",
-                                 f"C2 maintenance-downtime ({case.name}): probe during a redeploy",
+                                 f"C2 maintenance-downtime ({case.name}): probe during a "
+                                 f"{'rolling deploy' if rolling else 'redeploy'}",
                                  marks=[(t_begin, "deploy"), (t_end, "ready")])
         v = Verdict("inconclusive", rule, m, plots=[str(png)])
-        bad = [e for e in events.values() if not e.ok]
+        if EXPECT[case.name][1] == "none" and len(rolling) < 1:
+            v.reasons.append("no server was drained and brought back UP: the rolling deploy did not happen")
+            return v
+        bad = [e for e in all_events if not e.ok]
         if bad:
             v.reasons.append(f"the restart itself failed: {bad[0].detail}")
             return v

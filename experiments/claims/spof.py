@@ -1,10 +1,11 @@
 """C1 spof: with one server, when its web tier fails the whole site is down (availability probe + kill)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
-from experiments import drive, plots
+from experiments import drive, lb, plots
 from experiments.base import Case, Experiment, say
 from experiments.faults import FaultLog, first, read_faults
 from experiments.fidelity import window
@@ -12,9 +13,9 @@ from experiments.registry import register
 from experiments.stats import between, outages, read_probe, rounded, success_rate
 from experiments.verdict import Verdict, decide, inconclusive
 
-# case -> (host whose web tier fails, success while it is down: "zero" or "stays"); a contrast half
-# (distributed: ("web1", "stays")) is one more line here once its design exists
-EXPECT = {"one-server": ("server1", "zero")}
+# case -> (host whose web tier fails, success while it is down: "zero" or "stays")
+EXPECT = {"one-server": ("server1", "zero"), "distributed": ("server1", "stays")}
+SWITCH = {"one-server": "s1", "distributed": "s2"}  # the switch the failing host hangs off (fault=link)
 
 
 @register
@@ -29,16 +30,18 @@ class Spof(Experiment):
     defaults = {"url": "http://www.foobar.com/", "interval": 0.02, "timeout": 1.0, "before_s": 3.0,
                 "fault_s": 4.0, "after_s": 4.0, "fault": "kill", "service": "nginx", "settle_s": 0.1,
                 "min_fault_requests": 50, "healthy": 0.99, "ready_timeout": 20.0}
-    key_values = ("fault_success", "fault_requests", "recovery_s", "after_success")
+    key_values = ("one-server.fault_success", "one-server.recovery_s", "distributed.fault_success",
+                  "distributed.fault_requests", "distributed.after_success")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(name, name, {}) for name in EXPECT]
 
     def rule_text(self, params: dict[str, Any]) -> str:
         p = {**self.params(), **params}
-        return (f"requests sent while the web tier is down (from the {p['fault']} + {p['settle_s']} s until "
-                f"the restore begins; >= {p['min_fault_requests']} of them) succeed 0%; requests sent from "
-                f"1 s after the restore completes succeed >= {p['healthy']:.0%}; before the fault >= "
+        return (f"one-server: 0% success while failed; distributed: success stays >= {p['healthy']:.0%} while "
+                f"server1's web tier is down. Requests sent while the web tier is down (from the {p['fault']} + {p['settle_s']} s until "
+                f"the restore begins; >= {p['min_fault_requests']} of them) are judged; requests sent from "
+                f"1 s after the restore completes succeed >= {p['healthy']:.0%} (both designs); before the fault >= "
                 f"{p['healthy']:.0%} (else inconclusive)")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
@@ -49,23 +52,29 @@ class Spof(Experiment):
         proc = drive.start_tool(lab, "client", "probe", [
             "--url", params["url"], "--out", str(csv_path), "--duration", str(total),
             "--interval", str(params["interval"]), "--timeout", str(params["timeout"])], out / "probe.log")
+        evidence = contextlib.ExitStack()
+        if case.name != "one-server":  # HAProxy's view: server states and one log line per request
+            hap = lb.haproxy(lab)
+            evidence.enter_context(lb.StateWatch(hap, out / lb.STATE_FILE))
+            evidence.enter_context(lb.LogSlice(hap, out))
         try:
             drive.wait_rows(csv_path, 1, timeout=10, proc=proc)
-            with window(out, "probe"):
+            with evidence, window(out, "probe"):
                 drive.pause(params["before_s"])
                 say(f"fault: {params['fault']} {host}/{params['service']}")
                 if params["fault"] == "link":
-                    faults.link_down(host, "s1")
+                    faults.link_down(host, SWITCH[case.name])
                 else:
                     faults.kill(host, params["service"])
                 drive.pause(params["fault_s"])
                 say("restore")
                 if params["fault"] == "link":
-                    faults.link_up(host, "s1")
+                    faults.link_up(host, SWITCH[case.name])
                 else:
                     faults.start(host, params["service"], params["ready_timeout"])
                 drive.pause(params["after_s"])
         finally:
+            evidence.close()  # also when the probe never started: the state thread stops, the log is copied
             drive.finish(proc, params["timeout"] + 5, "probe", terminate=True)
 
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
@@ -88,7 +97,8 @@ class Spof(Experiment):
              "after_success": rounded(success_rate(after)), "longest_outage_s": rounded(longest, 3),
              "restore_s": rounded(restore.t_end - restore.t_begin, 3),
              "recovery_s": rounded(recovered.t_send - restore.t_begin, 3) if recovered else None,
-             "served_by": sorted({r.served_by for r in rows if r.ok and r.served_by})}
+             "served_by": sorted({r.served_by for r in rows if r.ok and r.served_by}),
+             "fault_served_by": sorted({r.served_by for r in during if r.ok and r.served_by})}
         png = plots.availability(rows, [(fault.t_begin, restore.t_end, f"{fault.action} -> restored")],
                                  plots_dir / f"{case.name}-availability.png",
                                  f"C1 spof ({case.name}): probe every {params['interval'] * 1000:.0f} ms",

@@ -16,11 +16,14 @@ import json
 import queue
 import random
 import signal
-import socket
 import sys
 import threading
 import time
-from urllib.parse import urlsplit
+
+try:
+    from target import Target  # run by file path inside a lab host: a sibling module
+except ImportError:
+    from experiments.tools.target import Target
 
 FIELDS = ["i", "t_sched", "t_send", "t_recv", "status", "ok", "error"]
 STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -74,7 +77,7 @@ class Worker(threading.Thread):
         for attempt in (1, 2):
             reused = self.conn is not None
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(g.ip, g.port, timeout=g.timeout)
+                self.conn = g.target.connection(g.timeout)
             try:
                 self.conn.request(g.method, g.path, headers=g.headers)
                 resp = self.conn.getresponse()
@@ -101,10 +104,8 @@ class Generator:
 
     def __init__(self, url: str, timeout: float, max_inflight: int, out, keepalive: bool = True,
                  method: str = "GET"):
-        u = urlsplit(url)
-        self.host, self.port = u.hostname or "localhost", u.port or 80
-        self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        self.ip = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        self.target = Target(url)
+        self.host, self.port, self.path = self.target.host, self.target.port, self.target.path
         self.headers = {"Host": self.host, "User-Agent": "weblab-openloop"}
         if not keepalive:
             self.headers["Connection"] = "close"

@@ -10,11 +10,14 @@ import argparse
 import csv
 import http.client
 import signal
-import socket
 import sys
 import threading
 import time
-from urllib.parse import urlsplit
+
+try:
+    from target import Target  # run by file path inside a lab host: a sibling module
+except ImportError:
+    from experiments.tools.target import Target
 
 FIELDS = ["t_send", "t_recv", "status", "ok", "served_by", "error"]
 SERVED_BY = ("X-Served-By", "X-Web-Server", "X-Backend")
@@ -30,16 +33,11 @@ class Clock:
         return self.wall0 + ((time.monotonic() if mono is None else mono) - self.mono0)
 
 
-def resolve(host: str, port: int) -> str:
-    """The IPv4 address of host (resolved once: browsers cache DNS too)."""
-    return socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
-
-
-def fetch(ip: str, port: int, host: str, path: str, timeout: float) -> tuple[int | None, str, str]:
+def fetch(target: Target, timeout: float) -> tuple[int | None, str, str]:
     """One GET on a new connection: (status, served_by, error)."""
-    conn = http.client.HTTPConnection(ip, port, timeout=timeout)
+    conn = target.connection(timeout)
     try:
-        conn.request("GET", path, headers={"Host": host, "Connection": "close", "User-Agent": "weblab-probe"})
+        conn.request("GET", target.path, headers={"Host": target.host, "Connection": "close", "User-Agent": "weblab-probe"})
         resp = conn.getresponse()
         resp.read()
         served = next((resp.getheader(h) for h in SERVED_BY if resp.getheader(h)), "") or ""
@@ -60,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1.0, help="per-request timeout, seconds")
     ap.add_argument("--max-inflight", type=int, default=0, help="default: enough for timeout/interval")
     a = ap.parse_args(argv)
-    url = urlsplit(a.url)
-    host, port = url.hostname or "localhost", url.port or 80
-    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-    ip = resolve(host, port)
+    target = Target(a.url)
     limit = threading.BoundedSemaphore(a.max_inflight or int(a.timeout / a.interval) + 8)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -83,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def one(t_send: float) -> None:
             try:
-                status, served, err = fetch(ip, port, host, path, a.timeout)
+                status, served, err = fetch(target, a.timeout)
                 ok = int(status is not None and 200 <= status < 400)
                 record([f"{t_send:.6f}", f"{clock.wall():.6f}", status or "", ok, served, err])
             finally:

@@ -28,7 +28,7 @@ def site():
 def test_runner_spof_end_to_end_with_fake_lab(tmp_path: Path, site: LocalHttpServer) -> None:
     out = tmp_path / "results"
     res = runner.run(["spof"], out=out, junit=tmp_path / "junit.xml",
-                     lab_factory=fake_lab_factory(site, tmp_path), params={"spof": {**FAST_SPOF, "url": site.url}})
+                     lab_factory=fake_lab_factory(site, tmp_path), params={"spof": {**FAST_SPOF, "url": site.url, "cases": ["one-server"]}})
     assert len(res) == 1
     r = res[0]
     assert r.verdict.verdict == "supported", r.verdict.reasons
@@ -57,7 +57,7 @@ def test_runner_spof_end_to_end_with_fake_lab(tmp_path: Path, site: LocalHttpSer
 
 def test_runner_deploy_end_to_end_with_fake_lab(tmp_path: Path, site: LocalHttpServer) -> None:
     res = runner.run(["maintenance-downtime"], out=tmp_path, lab_factory=fake_lab_factory(site, tmp_path),
-                     params={"maintenance-downtime": {**FAST_DEPLOY, "url": site.url}})
+                     params={"maintenance-downtime": {**FAST_DEPLOY, "url": site.url, "cases": ["one-server"]}})
     v = res[0].verdict
     assert v.verdict == "supported", v.reasons
     assert v.measured["failed_requests"] > 0 and 0.1 < v.measured["outage_s"] < 2
@@ -78,11 +78,12 @@ def test_lab_that_never_becomes_ready_is_inconclusive_and_skipped(tmp_path: Path
 def test_repeat_summary_and_report(tmp_path: Path, site: LocalHttpServer, capsys) -> None:
     out = tmp_path / "results"
     res = runner.run(["spof"], repeat=2, out=out, lab_factory=fake_lab_factory(site, tmp_path),
-                     params={"spof": {**FAST_SPOF, "url": site.url}})
+                     params={"spof": {**FAST_SPOF, "url": site.url, "cases": ["one-server"]}})
     assert len(res) == 2 and res[0].run_id < res[1].run_id
     summary = json.loads((res[1].run_dir / runner.SUMMARY_FILE).read_text())
     assert summary["agreed"] is True and summary["verdicts"] == ["supported", "supported"]
-    s = summary["values"]["fault_requests"]
+    key = next(k for k in summary["values"] if k.endswith("fault_success"))
+    s = summary["values"][key]
     assert s["min"] <= s["median"] <= s["max"] and s["n"] == 2
     err = capsys.readouterr().err
     assert "[weblab" in err and "spof [1/1] run 2/2" in err and "SUPPORTED" in err

@@ -214,3 +214,39 @@ def test_wrk_argv_and_live_run(server_port: int) -> None:
     res = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     r = parse_wrk(res.stdout)
     assert r.requests > 0 and r.failed == 0 and not math.isnan(r.percentiles_s["99"])
+
+
+def test_tools_speak_https_verified_for_the_url_name(tmp_path):
+    """probe/openloop over HTTPS: TLS to the resolved address, certificate checked for the URL's name."""
+    import http.server
+    import ssl
+    import threading
+    import subprocess
+    import sys
+    from pathlib import Path
+    from weblab.pki import LabCA
+    ca = LabCA(tmp_path / "pki", "t").create()
+    pem = ca.issue("localhost", ["localhost"])
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pem)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tools = Path(__file__).resolve().parents[2] / "experiments" / "tools"
+    url = f"https://localhost:{server.server_address[1]}/"
+    try:
+        env = {"SSL_CERT_FILE": str(ca.cert), "PATH": "/usr/bin:/bin"}
+        out = tmp_path / "probe.csv"
+        res = subprocess.run([sys.executable, str(tools / "probe.py"), "--url", url, "--out", str(out),
+                              "--duration", "0.3", "--interval", "0.1"], env=env, capture_output=True,
+                             text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        rows = out.read_text().splitlines()[1:]
+        assert rows and all(",200," in r for r in rows), rows
+        # Without the CA the same URL fails verification: the tools really check certificates.
+        subprocess.run([sys.executable, str(tools / "probe.py"), "--url", url, "--out", str(out),
+                              "--duration", "0.2", "--interval", "0.1"], env={"PATH": "/usr/bin:/bin",
+                             "SSL_CERT_FILE": "/nonexistent"}, capture_output=True, text=True, timeout=30)
+        assert "CERTIFICATE_VERIFY_FAILED" in out.read_text() or ",200," not in out.read_text()
+    finally:
+        server.shutdown()

@@ -1,0 +1,239 @@
+"""C9 firewall: port scans (Scapy SYN scan, nmap for comparison) from the client and from a compromised web
+server, with the SDN firewall off and on, judged against what listens and what the policy allows."""
+from __future__ import annotations
+
+import csv
+import ipaddress
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from experiments import charts, drive
+from experiments.base import Case, Experiment, say
+from experiments.fidelity import window
+from experiments.registry import register
+from experiments.verdict import INCONCLUSIVE, Verdict, decide, inconclusive
+
+CLIENT, INSIDER = "client", "server1"       # the internet, and the "compromised" web server
+LISTENERS, POLICY, FW_BEFORE, FW_AFTER = "listeners.json", "policy.json", "firewall-before.json", "firewall-after.json"
+DATABASE_PORTS, ADMIN_PORTS = (3306,), (8404,)   # MariaDB; HAProxy stats/admin page
+EXTRA_TCP = (22, 8080)                       # common ports nothing should listen on: must never be open
+
+
+@register
+class Firewall(Experiment):
+    """Listening ports (ss) as ground truth; SYN scans from client and server1; the controller's rule counters."""
+
+    slug = "firewall"
+    claim = "C9"
+    title = "A firewall per server: only intended ports are reachable"
+    statement = ("Without a firewall every listening port is reachable from the internet; with it only the intended "
+                 "ones; per-server firewalls stop lateral movement.")
+    design = "secured"
+    timing_sensitive = False   # reachability, not speed: a busy machine cannot make a closed port open
+    defaults = {"scan_timeout": 1.5, "scan_retries": 1, "nmap_host_timeout_s": 60}
+    key_values = ("firewall-off.open_from_client", "firewall-on.open_from_client", "firewall-on.open_from_server1")
+
+    def all_cases(self, params: dict[str, Any]) -> list[Case]:
+        return [Case(f"firewall-{'on' if on else 'off'}", "secured", {"params": {"monitoring": False}, "firewall": on})
+                for on in (False, True)]
+
+    def rule_text(self, params: dict[str, Any]) -> str:
+        return ("scans (Scapy SYN scan; nmap -sS must agree on which ports are open, else inconclusive) of every TCP "
+                "port that listens on any host (ss) plus 22 and 8080, from client against lb1 and every server, and from "
+                "server1 against lb1, the other servers and dns. firewall off: the database port 3306 and the admin port "
+                "8404 are open from some source, and every port listening on a non-loopback address of a target the "
+                "source can route to is open. firewall on: from client exactly lb1:80 and lb1:443 are open; from server1 "
+                "no port is open that no allow rule of the policy grants server1, while such listening ports exist")
+
+    # --- run ------------------------------------------------------------------------------------
+    def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
+        listeners = {h: listening(lab.exec(h, ["ss", "-H", "-ltnu"], timeout=10).stdout) for h in lab.hosts()}
+        (out / LISTENERS).write_text(json.dumps(listeners, indent=2) + "\n")
+        (out / POLICY).write_text(json.dumps(lab_policy(lab), indent=2) + "\n")
+        (out / FW_BEFORE).write_text(json.dumps(firewall_show(lab), indent=2) + "\n")
+        tcp = sorted({p["port"] for ls in listeners.values() for p in ls if p["proto"] == "tcp"} | set(EXTRA_TCP))
+        udp = sorted({p["port"] for ls in listeners.values() for p in ls if p["proto"] == "udp"})
+        servers = sorted(h for h in lab.hosts() if h.startswith("server"))
+        plan = {CLIENT: ["lb1", *servers], INSIDER: ["lb1", *[s for s in servers if s != INSIDER], "dns"]}
+        for src, targets in plan.items():
+            spec = [f"{t}={address_for(lab, t, src)}" for t in targets]
+            (out / f"targets-{src}.json").write_text(json.dumps(dict(s.split("=") for s in spec)) + "\n")
+            say(f"{case.name}: Scapy SYN scan from {src}: {', '.join(spec)}; tcp {len(tcp)} ports, udp {udp}")
+            with window(out, f"scan-{src}"):
+                res = lab.exec(src, drive.tool_argv(lab, "synscan", [
+                    "--source", src, *[a for s in spec for a in ("--target", s)], "--tcp", ",".join(map(str, tcp)),
+                    "--udp", ",".join(map(str, udp)), "--timeout", str(params["scan_timeout"]),
+                    "--retries", str(params["scan_retries"]), "--out", str(out / f"scapy-{src}.csv")]), timeout=120)
+                (out / f"scapy-{src}.log").write_text(res.stdout + res.stderr)
+                if res.returncode != 0:
+                    raise RuntimeError(f"synscan from {src} failed ({res.returncode}): {res.stderr.strip()[-300:]}")
+                say(f"{case.name}: nmap -sS from {src}")
+                res = lab.exec(src, ["nmap", "-sS", "-Pn", "-n", "--max-retries", "1",
+                                     "--host-timeout", f"{params['nmap_host_timeout_s']}s",
+                                     "-p", ",".join(map(str, tcp)), "-oX", str(out / f"nmap-{src}.xml"),
+                                     *[s.split("=")[1] for s in spec]], timeout=params["nmap_host_timeout_s"] * len(spec) + 30)
+                (out / f"nmap-{src}.log").write_text(res.stdout + res.stderr)
+        (out / FW_AFTER).write_text(json.dumps(firewall_show(lab), indent=2) + "\n")
+
+    # --- analysis -------------------------------------------------------------------------------
+    def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
+        rule = self.rule_text(params)
+        on = bool(case.lab_params.get("firewall"))
+        listeners = json.loads((raw / LISTENERS).read_text())
+        policy = json.loads((raw / POLICY).read_text())
+        scans = read_scans(raw)
+        if not scans:
+            return inconclusive(rule, "no scan results")
+        nmap = read_nmap(raw)
+        exposed = {h: {p["port"] for p in ls if p["proto"] == "tcp" and not loopback(p["addr"])} for h, ls in listeners.items()}
+        tcp = [s for s in scans if s["proto"] == "tcp"]
+        open_by = {src: sorted(f"{s['target']}:{s['port']}" for s in tcp if s["source"] == src and s["state"] == "open")
+                   for src in (CLIENT, INSIDER)}
+        disagree = [f"{s['source']}->{s['target']}:{s['port']} scapy {s['state']} nmap {nmap.get((s['source'], s['address'], s['port']), 'none')}"
+                    for s in tcp if s["state"] != "no-route"
+                    and (s["state"] == "open") != (nmap.get((s["source"], s["address"], s["port"])) == "open")]
+        counters = rule_counters(raw)
+        m: dict[str, Any] = {"firewall": on, "ports_scanned_tcp": sorted({s["port"] for s in tcp}),
+                             "open_from_client": open_by[CLIENT], "open_from_server1": open_by[INSIDER],
+                             "udp": {f"{s['source']}->{s['target']}:{s['port']}": s["state"] for s in scans if s["proto"] == "udp"},
+                             "no_route": sorted({f"{s['source']}->{s['target']}" for s in scans if s["state"] == "no-route"}),
+                             "scapy_nmap_disagreements": disagree, "listening": {h: sorted(p) for h, p in exposed.items() if p},
+                             "rule_packets_during_scans": counters}
+        cells = {(f"{s['source']} -> {s['target']}", f"{s['proto']}/{s['port']}"): s["state"] for s in scans}
+        v = Verdict(INCONCLUSIVE, rule, m, plots=[str(charts.scan_matrix(
+            cells, plots_dir / f"{case.name}-scan.png", f"C9 {case.name}: Scapy SYN/UDP scan (red = open)"))])
+        if disagree:
+            v.reasons.append(f"Scapy and nmap disagree on {len(disagree)} port(s): {disagree[:3]}")
+            return v
+        if on:
+            entry = "lb1"
+            client_ok = set(open_by[CLIENT]) == {f"{entry}:80", f"{entry}:443"}
+            granted = {(s["target"], s["port"]) for s in tcp if s["source"] == INSIDER
+                       and allowed(policy, INSIDER, s["target"], "tcp", s["port"])}
+            forbidden = sorted(f"{t}:{p}" for t, ps in exposed.items() for p in ps
+                               if t != INSIDER and (t, p) not in granted and any(s["source"] == INSIDER and s["target"] == t for s in tcp))
+            leaks = [o for o in open_by[INSIDER] if (o.split(":")[0], int(o.split(":")[1])) not in granted]
+            m.update({"server1_listening_without_rule": forbidden, "server1_open_without_rule": leaks,
+                      "server1_open_with_rule": [o for o in open_by[INSIDER] if o not in leaks]})
+            if not forbidden:
+                v.reasons.append("no listening port lacks a rule for server1: lateral movement cannot be tested")
+                return v
+            checks = {f"from client only lb1:80 and lb1:443 open (open: {', '.join(open_by[CLIENT]) or 'none'})": client_ok,
+                      f"server1 reaches no port without a rule ({len(forbidden)} listening without one; open among "
+                      f"them: {', '.join(leaks) or 'none'})": not leaks}
+        else:
+            missed = sorted(f"{s['source']}->{s['target']}:{s['port']}" for s in tcp if s["state"] not in ("open", "no-route")
+                            and s["port"] in exposed.get(s["target"], set()))
+            db_open = [o for src in open_by.values() for o in src if int(o.split(":")[1]) in DATABASE_PORTS]
+            admin_open = [o for src in open_by.values() for o in src if int(o.split(":")[1]) in ADMIN_PORTS]
+            m.update({"listening_not_open": missed, "database_open": sorted(set(db_open)), "admin_open": sorted(set(admin_open))})
+            checks = {f"database port reachable ({', '.join(sorted(set(db_open))) or 'none'})": bool(db_open),
+                      f"admin port reachable ({', '.join(sorted(set(admin_open))) or 'none'})": bool(admin_open),
+                      f"every listening port of a routable target is open ({len(missed)} not)": not missed}
+        v.verdict = decide(checks)
+        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
+        return v
+
+
+# --- helpers (pure, unit-tested) -------------------------------------------------------------------
+def listening(ss_output: str) -> list[dict[str, Any]]:
+    """`ss -H -ltnu` lines -> [{"proto", "addr", "port"}] (UNCONN udp sockets count as listening)."""
+    out = []
+    for line in ss_output.splitlines():
+        f = line.split()
+        if len(f) < 5 or f[0] not in ("tcp", "udp"):
+            continue
+        addr, _, port = f[4].rpartition(":")
+        if port.isdigit():
+            out.append({"proto": f[0], "addr": addr.strip("[]").split("%")[0], "port": int(port)})
+    return out
+
+
+def loopback(addr: str) -> bool:
+    """True for 127.0.0.0/8 and ::1 (unreachable from other hosts whatever the firewall)."""
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+def address_for(lab: Any, target: str, source: str) -> str:
+    """target's address on a network source shares (else its first address: then no route, recorded as such)."""
+    try:
+        return lab.topo.address_on(target, source)
+    except (AttributeError, ValueError, KeyError):
+        return lab.ip(target)
+
+
+def lab_policy(lab: Any) -> dict[str, Any]:
+    """The policy the controller enforces (hosts with roles and addresses, rules), as the lab hands it over."""
+    return lab.topo.policy_document()
+
+
+def firewall_show(lab: Any) -> dict[str, Any]:
+    """The controller's rules with their packet/byte counters (what `weblab firewall show` prints)."""
+    from weblab.firewall import control
+    return control(lab.state.data, {"op": "show"}, timeout=10)
+
+
+def read_scans(raw: Path) -> list[dict[str, Any]]:
+    """Every scapy-<source>.csv row, ports as ints."""
+    rows = []
+    for path in sorted(Path(raw).glob("scapy-*.csv")):
+        with open(path, newline="") as f:
+            rows += [{**r, "port": int(r["port"])} for r in csv.DictReader(f)]
+    return rows
+
+
+def read_nmap(raw: Path) -> dict[tuple[str, str, int], str]:
+    """(source, address, port) -> nmap state, from nmap-<source>.xml."""
+    out = {}
+    for path in sorted(Path(raw).glob("nmap-*.xml")):
+        src = path.stem.split("-", 1)[1]
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError:
+            continue
+        for host in root.iter("host"):
+            addr = host.find("address")
+            if addr is None:
+                continue
+            for port in host.iter("port"):
+                state = port.find("state")
+                if state is not None and port.get("protocol") == "tcp":
+                    out[(src, addr.get("addr"), int(port.get("portid")))] = state.get("state")
+    return out
+
+
+def _matches(spec: str, host: str, policy: dict[str, Any]) -> bool:
+    entries = [h for h in policy.get("hosts", []) if h["name"] == host]
+    if spec == "any" or spec == host:
+        return True
+    if spec.startswith("role:"):
+        return any(h.get("role") == spec[5:] for h in entries)
+    try:
+        net = ipaddress.ip_network(spec, strict=False)
+    except ValueError:
+        return False
+    return any(ipaddress.ip_address(ip) in net for h in entries for ip in h.get("ips", []))
+
+
+def allowed(policy: dict[str, Any], src: str, dst: str, proto: str, port: int) -> bool:
+    """Does the policy let src open proto/port on dst (an allow rule matches, no deny rule does)?"""
+    hits = [r for r in policy.get("rules", []) if r["proto"] in (proto, "ip")
+            and r.get("port") in (None, port) and _matches(r["src"], src, policy) and _matches(r["dst"], dst, policy)]
+    return any(r.get("action", "allow") == "allow" for r in hits) and not any(r.get("action") == "deny" for r in hits)
+
+
+def rule_counters(raw: Path) -> dict[str, int]:
+    """Packets each rule (and the default deny) matched between the two `firewall show` snapshots."""
+    try:
+        before, after = (json.loads((Path(raw) / n).read_text()) for n in (FW_BEFORE, FW_AFTER))
+    except FileNotFoundError:
+        return {}
+    b = {r["id"]: r.get("packets", 0) for r in before.get("rules", [])}
+    out = {r["id"]: r.get("packets", 0) - b.get(r["id"], 0) for r in after.get("rules", [])}
+    out["(default deny)"] = after.get("default_deny", {}).get("packets", 0) - before.get("default_deny", {}).get("packets", 0)
+    return {k: v for k, v in out.items() if v}

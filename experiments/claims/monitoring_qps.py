@@ -1,0 +1,219 @@
+"""C12 monitoring-qps: Prometheus' QPS follows a known open-loop load within +-5%, and the HighQPS alert fires and clears."""
+from __future__ import annotations
+
+import bisect
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from experiments import drive, plots
+from experiments.base import Case, Experiment, say
+from experiments.fidelity import window
+from experiments.registry import register
+from experiments.stats import read_openloop, rounded
+from experiments.verdict import Verdict, inconclusive
+
+PROM = "prometheus.json"     # the rule, intervals and threshold the lab's Prometheus ran with
+SERIES = "series.json"       # raw samples of lab:http_requests:rate and ALERTS, with their evaluation times
+
+
+def step_file(i: int) -> str:
+    return f"openloop-{i:02d}.csv"
+
+
+def windowed_rate(sends: list[float], t: float, width: float) -> float:
+    """What rate([width]) should read at t from the generator's own send times: sends in (t - width, t] / width."""
+    return (bisect.bisect_right(sends, t) - bisect.bisect_right(sends, t - width)) / width
+
+
+def crossing(sends: list[float], threshold: float, width: float, after: float = float("-inf")) -> float | None:
+    """First instant > after at which the generator-side windowed rate exceeds threshold (it only rises at a send)."""
+    for t in sends:
+        if t > after and windowed_rate(sends, t, width) > threshold:
+            return t
+    return None
+
+
+def uncrossing(sends: list[float], threshold: float, width: float, after: float) -> float | None:
+    """First instant >= after at which the windowed rate is <= threshold again (it only falls when a send leaves)."""
+    candidates = sorted({after, *(t + width for t in sends if t + width >= after)})
+    for t in candidates:
+        if windowed_rate(sends, t, width) <= threshold:
+            return t
+    return None
+
+
+def episodes(times: list[float], gap: float) -> list[tuple[float, float]]:
+    """Runs of sample times no more than gap apart: [(first, last)]."""
+    out: list[tuple[float, float]] = []
+    for t in sorted(times):
+        if out and t - out[-1][1] <= gap:
+            out[-1] = (out[-1][0], t)
+        else:
+            out.append((t, t))
+    return out
+
+
+@register
+class MonitoringQps(Experiment):
+    """Open-loop HTTPS load at a few rates from the client; read Prometheus' QPS series and its HighQPS alert afterwards."""
+
+    slug = "monitoring-qps"
+    claim = "C12"
+    title = "Monitoring shows QPS and alerts on it"
+    statement = "Monitoring agents let you watch a web server's QPS and alert on it."
+    design = "secured"
+    defaults = {"url": "https://www.foobar.com/health", "rates": [20, 40, 80], "step_s": 14.0, "clear_s": 12.0,
+                "threshold": 50.0, "tolerance": 0.05, "settle_s": 2.0, "intervals": 2, "min_samples": 3,
+                "gen_accuracy": 0.98, "max_failed": 0.01, "timeout": 5.0}
+    key_values = ("max_qps_error", "fire_delay_s", "clear_delay_s")
+
+    def lab_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"params": {"monitoring": True, "qps_alert": float(params["threshold"])}}
+
+    def rule_text(self, params: dict[str, Any]) -> str:
+        p = {**self.params(), **params}
+        return (f"open-loop HTTPS load at {p['rates']} req/s, {p['step_s']:g} s each, then none for {p['clear_s']:g} s. "
+                f"QPS: for each rate, the mean of the recorded lab:http_requests:rate samples taken once the rate "
+                f"window holds only that step (from first send + window + {p['settle_s']:g} s) is within "
+                f"+-{p['tolerance']:.0%} of the generator's own windowed rate at the same evaluation times (sends in "
+                f"(t - window, t] / window). Alert (HighQPS: lab:http_requests:rate > threshold, for 0s): it never "
+                f"fires before the generator-side windowed rate first exceeds the threshold; its first firing "
+                f"evaluation comes <= {p['intervals']} x (scrape_interval + evaluation_interval) after that crossing; "
+                f"after the load stops, its resolution (the evaluation after the last firing sample) comes <= the "
+                f"same bound after the windowed rate falls to <= threshold, and it is not firing at the end. "
+                f"Inconclusive when the generator sent < {p['gen_accuracy']:.0%} of a step's schedule, > "
+                f"{p['max_failed']:.0%} of requests failed, or fewer than {p['min_samples']} samples fall in a "
+                f"step's steady part")
+
+    def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
+        prom = lab.service("monitor", "prometheus")
+        o = prom.opts
+        from hostapps.prometheus import ALERT, QPS_TOTAL, seconds
+        cfg = {"metric": QPS_TOTAL, "alert": ALERT, "rule": f"{QPS_TOTAL} > {o['qps_alert_threshold']}",
+               "alert_for": o["qps_alert_for"], "threshold": float(o["qps_alert_threshold"]),
+               "rate_window_s": seconds(o["rate_window"]), "scrape_interval_s": seconds(o["scrape_interval"]),
+               "evaluation_interval_s": seconds(o["evaluation_interval"]),
+               "counter": "haproxy_frontend_http_requests_total (stats frontend excluded), summed over load balancers"}
+        (out / PROM).write_text(json.dumps(cfg, indent=2) + "\n")
+        t_start = time.time()
+        with window(out, "load"):
+            for i, rate in enumerate(params["rates"]):
+                say(f"open-loop {rate} req/s for {params['step_s']:g} s over HTTPS")
+                csv_path = out / step_file(i)
+                proc = drive.start_tool(lab, "client", "openloop", [
+                    "--url", params["url"], "--rate", str(rate), "--duration", str(params["step_s"]),
+                    "--out", str(csv_path), "--timeout", str(params["timeout"])], csv_path.with_suffix(".json"))
+                drive.finish(proc, params["step_s"] + params["timeout"] + 15, f"openloop {rate} req/s")
+            say(f"no load for {params['clear_s']:g} s (the alert should clear)")
+            drive.pause(params["clear_s"])
+        firing_end = prom.firing(ALERT)
+        span = int(time.time() - t_start) + 10
+        series = {"queried_at": time.time(), "firing_at_end": firing_end,
+                  "qps": prom.api("query", query=f"{QPS_TOTAL}[{span}s]")["result"],
+                  "alerts": prom.api("query", query=f'ALERTS{{alertname="{ALERT}"}}[{span}s]')["result"]}
+        (out / SERIES).write_text(json.dumps(series) + "\n")
+
+    def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
+        rule = self.rule_text(params)
+        cfg = json.loads((raw / PROM).read_text())
+        series = json.loads((raw / SERIES).read_text())
+        width, thr = cfg["rate_window_s"], cfg["threshold"]
+        bound = params["intervals"] * (cfg["scrape_interval_s"] + cfg["evaluation_interval_s"])
+        qps = sorted((float(t), float(v)) for r in series["qps"] for t, v in r["values"])
+        firing = sorted(float(t) for r in series["alerts"] if r["metric"].get("alertstate") == "firing"
+                        for t, _ in r["values"])
+        steps, sends = [], []
+        for i, rate in enumerate(params["rates"]):
+            rows = read_openloop(raw / step_file(i))
+            sent = sorted(r.t_send for r in rows if r.error != "not_sent")
+            steps.append({"rate": rate, "scheduled": len(rows), "sent": len(sent),
+                          "failed": sum(not r.ok for r in rows), "first": sent[0] if sent else None,
+                          "last": sent[-1] if sent else None})
+            sends += sent
+        sends.sort()
+        m: dict[str, Any] = {"rule_used": cfg["rule"], "rate_window_s": width, "threshold": thr,
+                             "scrape_interval_s": cfg["scrape_interval_s"],
+                             "evaluation_interval_s": cfg["evaluation_interval_s"], "alert_bound_s": bound,
+                             "qps_samples": len(qps), "firing_samples": len(firing)}
+        problems = []
+        for s in steps:
+            if not s["sent"]:
+                problems.append(f"{s['rate']} req/s: nothing sent")
+                continue
+            a = s["first"] + width + params["settle_s"]
+            z = s["last"]
+            inside = [(t, v) for t, v in qps if a <= t <= z]
+            s["samples"] = len(inside)
+            s["prometheus"] = sum(v for _, v in inside) / len(inside) if inside else None
+            s["generator"] = sum(windowed_rate(sends, t, width) for t, _ in inside) / len(inside) if inside else None
+            s["error"] = (s["prometheus"] / s["generator"] - 1) if inside and s["generator"] else None
+            if s["sent"] < params["gen_accuracy"] * s["scheduled"]:
+                problems.append(f"{s['rate']} req/s: the generator sent only {s['sent']}/{s['scheduled']}")
+            if s["failed"] > params["max_failed"] * max(1, s["scheduled"]):
+                problems.append(f"{s['rate']} req/s: {s['failed']} requests failed")
+            if len(inside) < params["min_samples"]:
+                problems.append(f"{s['rate']} req/s: only {len(inside)} Prometheus samples in the steady part")
+        for s in steps:
+            key = f"rate_{s['rate']:g}"
+            m[f"{key}_generator"] = rounded(s.get("generator") or float("nan"), 3)
+            m[f"{key}_prometheus"] = rounded(s.get("prometheus") or float("nan"), 3)
+            m[f"{key}_error"] = rounded(s.get("error") if s.get("error") is not None else float("nan"), 4)
+            m[f"{key}_samples"] = s.get("samples", 0)
+        errors = [abs(s["error"]) for s in steps if s.get("error") is not None]
+        m["max_qps_error"] = rounded(max(errors), 4) if errors else None
+        t_cross = crossing(sends, thr, width)
+        gap = 1.5 * cfg["evaluation_interval_s"]
+        fired = episodes(firing, gap)
+        t_fire = next((a for a, _ in fired if t_cross is not None and a >= t_cross), None)
+        early = [a for a, _ in fired if t_cross is None or a < t_cross]
+        t_uncross = uncrossing(sends, thr, width, t_fire) if t_fire is not None else None
+        # the alert resolved at the evaluation after its last firing sample of that episode
+        last = next((z for a, z in fired if a == t_fire), None)
+        t_clear = last + cfg["evaluation_interval_s"] if last is not None else None
+        m.update({"t_cross": t_cross, "t_fire": t_fire, "t_uncross": t_uncross, "t_clear": t_clear,
+                  "fire_delay_s": rounded(t_fire - t_cross, 3) if t_fire and t_cross else None,
+                  "clear_delay_s": rounded(t_clear - t_uncross, 3) if t_clear and t_uncross else None,
+                  "firing_episodes": len(fired), "early_firings": len(early),
+                  "firing_at_end": series["firing_at_end"]})
+        pngs = self.draw(case, sends, qps, fired, steps, m, width, thr, plots_dir)
+        if problems:
+            v = inconclusive(rule, "; ".join(problems), m)
+            v.plots = pngs
+            return v
+        checks = {f"QPS within +-{params['tolerance']:.0%} at every rate (max error "
+                  f"{m['max_qps_error']:.1%})": bool(errors) and max(errors) <= params["tolerance"]}
+        if t_cross is None:
+            return Verdict("inconclusive", rule, m, [f"the load never crossed the threshold {thr:g} req/s"], pngs)
+        checks["no firing before the threshold was crossed"] = not early
+        checks[f"fired <= {bound:g} s after the crossing ({m['fire_delay_s']} s)"] = (
+            m["fire_delay_s"] is not None and 0 <= m["fire_delay_s"] <= bound)
+        checks[f"cleared <= {bound:g} s after the rate fell below ({m['clear_delay_s']} s)"] = (
+            m["clear_delay_s"] is not None and m["clear_delay_s"] <= bound and t_clear <= series["queried_at"])
+        checks["not firing at the end"] = not series["firing_at_end"]
+        v = Verdict("supported" if all(checks.values()) else "refuted", rule, m, plots=pngs)
+        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
+        v.reasons += [f"{s['rate']} req/s: generator {s['generator']:.2f}, Prometheus {s['prometheus']:.2f} "
+                      f"({s['error']:+.2%}, {s['samples']} samples)" for s in steps if s.get("error") is not None]
+        return v
+
+    def draw(self, case: Case, sends: list[float], qps: list[tuple[float, float]], fired: list[tuple[float, float]],
+             steps: list[dict[str, Any]], m: dict[str, Any], width: float, thr: float, plots_dir: Path) -> list[str]:
+        """QPS timeline (generator-side windowed rate vs Prometheus, alert shaded) and per-rate bars."""
+        starts = ([sends[0]] if sends else []) + ([qps[0][0]] if qps else [])
+        ends = ([sends[-1] + width + 10] if sends else []) + ([qps[-1][0]] if qps else [])
+        t0, end = (min(starts), max(ends)) if starts else (0.0, 1.0)
+        grid = [t0 + i * 0.25 for i in range(int((end - t0) / 0.25) + 1)]
+        marks = [(m[k], k[2:]) for k in ("t_cross", "t_fire", "t_uncross", "t_clear") if m.get(k)]
+        timeline = plots.series_timeline(
+            {f"generator, sends in last {width:g} s / {width:g}": (grid, [windowed_rate(sends, t, width) for t in grid]),
+             "Prometheus lab:http_requests:rate": ([t for t, _ in qps], [v for _, v in qps])},
+            plots_dir / f"{case.name}-qps-timeline.png", f"C12 QPS and HighQPS (> {thr:g}) alert", "req/s", t0,
+            windows=[(a, z + m["evaluation_interval_s"], "HighQPS firing") for a, z in fired], marks=marks,
+            hlines=[(thr, f"threshold {thr:g}")], styles={"Prometheus lab:http_requests:rate": ".-"})
+        bars = plots.grouped_bars({f"{s['rate']} req/s": {"generator": s.get("generator") or 0.0,
+                                                           "Prometheus": s.get("prometheus") or 0.0} for s in steps},
+                                  plots_dir / f"{case.name}-qps-vs-generated.png",
+                                  "C12 steady-state QPS: Prometheus vs the generator's own count", "req/s")
+        return [str(timeline), str(bars)]

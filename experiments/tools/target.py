@@ -1,0 +1,46 @@
+"""Where a tool sends its requests: one URL resolved once, and connections to it over HTTP or HTTPS.
+
+Stdlib only (the tools run by file path inside lab hosts). The address is resolved once, so DNS
+is not measured with every request; HTTPS verifies the certificate against the host's trust store
+(inside a lab host: the run's CA) for the URL's name, with SNI, although the socket goes to the
+resolved address.
+"""
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+from urllib.parse import urlsplit
+
+
+class Target:
+    """scheme, name, address, port and path of a URL, and a factory of connections to it."""
+
+    def __init__(self, url: str):
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise SystemExit(f"--url must be an http:// or https:// URL with a host, not {url!r}")
+        self.scheme, self.host = u.scheme, u.hostname
+        self.port = u.port or (443 if u.scheme == "https" else 80)
+        self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        self.ip = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        self.context = ssl.create_default_context() if self.scheme == "https" else None
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        """A new (not yet connected) connection to the resolved address."""
+        if self.context is None:
+            return http.client.HTTPConnection(self.ip, self.port, timeout=timeout)
+        return _Tls(self.ip, self.port, timeout, self.context, self.host)
+
+
+class _Tls(http.client.HTTPSConnection):
+    """HTTPS to an address, verified (and SNI sent) for a name."""
+
+    def __init__(self, ip: str, port: int, timeout: float, context: ssl.SSLContext, name: str):
+        super().__init__(ip, port, timeout=timeout, context=context)
+        self._name = name
+        self._ctx = context
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._ctx.wrap_socket(self.sock, server_hostname=self._name)
