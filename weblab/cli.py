@@ -101,6 +101,8 @@ def up_interactive(kw: dict[str, Any]) -> int:
         print(describe(lab.state.data))
         print("*** type `client curl http://www.foobar.com/`, `help`, or `exit` to stop the lab")
         from mininet.cli import CLI
+        from mininet.log import setLogLevel
+        setLogLevel("output")  # the CLI prints what host commands print at this level
         CLI(lab.net)
     print("*** lab stopped; nothing left behind")
     return 0

@@ -1,0 +1,57 @@
+"""Every claim end to end on real labs, as `weblab run SLUG` runs it: a verdict with its evidence.
+
+Some claims run shorter here than by default (fewer load points, fewer crashes); their rules are
+the same. `make demo` (weblab run all) runs every claim with its defaults.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments import registry
+from tests.integration.conftest import weblab
+
+FAST = {
+    "cannot-scale": ["point_s=3", "fractions=[0.5, 0.9, 1.6, 2.4]", "calib_s=3", "confirm_s=3"],
+    "lb-cluster": ["crashes=3"],
+    "monitoring-qps": ["rates=[20, 80]", "step_s=10", "clear_s=10"],
+    "writer-failover": ["count=2"],
+}
+# C13 is refuted on the 2-core build machines: with separate tiers the median static-page latency
+# is untouched by a database overload, but p99 still rises 30-100% (the tiers share two cores and
+# the userspace switch), and some runs are too noisy to resolve 20% (inconclusive by its rule).
+# Here the test demands the measurement itself, whatever the verdict: both halves' p99 ratios.
+JUDGED_ONLY = {"fault-isolation": ("combined.p99_ratio", "separated.p99_ratio")}
+NO_PLOT = {"dns-cname"}  # its evidence is the DNS answer chain itself, a table in the report
+
+
+@pytest.mark.parametrize("slug", registry.all_slugs())
+def test_claim_yields_its_verdict_on_a_real_lab(slug, tmp_path):
+    args = ["run", slug, "--out", str(tmp_path)]
+    for p in FAST.get(slug, []):
+        args += ["--param", p]
+    res = weblab(*args, timeout=900, check=False)
+    runs = sorted((tmp_path / slug).iterdir())
+    assert len(runs) == 1, res.stderr[-3000:]
+    run_dir = runs[0]
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    if slug in JUDGED_ONLY:
+        missing = [k for k in JUDGED_ONLY[slug] if not isinstance(verdict["measured"].get(k), (int, float))]
+        assert not missing, (res.stderr[-3000:], verdict.get("reasons"))
+    else:
+        assert verdict["verdict"] == "supported", (res.stderr[-3000:], verdict.get("reasons"))
+    assert verdict["measured"], "a verdict without measured values"
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert meta["slug"] == slug and meta["machine"]["cores"] >= 1 and meta["git"]["revision"]
+    assert {"nginx", "mariadb", "ovs", "named"} <= set(meta["tools"]) and meta["packages"]["os-ken"]
+    plots = list((run_dir / "plots").glob("*.png"))
+    assert bool(plots) == (slug not in NO_PLOT), plots
+    # The analysis alone, from raw data, gives the same verdict again.
+    weblab("run", slug, "--analyse-only", str(run_dir))
+    assert json.loads((run_dir / "verdict.json").read_text())["verdict"] == verdict["verdict"]
+    weblab("report", "--out", str(tmp_path))
+    html = (tmp_path / "report.html").read_text()
+    assert slug in html and verdict["verdict"] in html
+    assert ("data:image/png;base64" in html) == bool(plots)
