@@ -7,6 +7,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from experiments.credentials import wait_quiet
 from tests.integration.conftest import CLI, in_host
 
 DESIGN = "secured"
@@ -61,19 +62,6 @@ def wait_listening(cap: subprocess.Popen, timeout: float = 5) -> None:
         left = deadline - time.monotonic()
         assert left > 0 and sel.select(left), f"tcpdump did not start: {seen}"
         seen += cap.stderr.readline()
-
-
-def wait_quiet(path: Path, quiet: float = 0.3, timeout: float = 5) -> None:
-    """Until the capture file has stopped growing for `quiet` seconds (all packets written), bounded."""
-    deadline = time.monotonic() + timeout
-    size, since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        now = path.stat().st_size if path.exists() else 0
-        if now != size:
-            size, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
-        time.sleep(0.05)
 
 
 def test_terminated_tls_leaves_the_password_in_clear_on_the_backend_link_only(detached_lab, tmp_path):

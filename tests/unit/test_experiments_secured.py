@@ -247,3 +247,13 @@ def test_qps_rule_edges(tmp_path, kw, expect):
     exp, raw = qps_run(tmp_path, **kw)
     v = exp.analyse(raw)
     assert v.verdict == expect, (v.reasons, v.measured)
+
+
+def test_monitoring_alert_a_fraction_of_a_scrape_early_is_on_time():
+    """rate() extrapolates from scrape-time samples: a firing < 1 scrape before the crossing is on time,
+    and the clearing is measured from the fall after the crossing, not from that early firing."""
+    from experiments.claims.monitoring_qps import uncrossing, windowed_rate
+    sends = [i / 80 for i in range(0, 800)]  # 80 req/s for 10 s
+    t_cross = 0.0 + 50 / 80  # (windowed over 1 s for the arithmetic here)
+    fall = uncrossing(sends, 50.0, 1.0, max(t_cross - 0.3, t_cross))
+    assert fall is not None and fall > 9.0 and windowed_rate(sends, fall, 1.0) <= 50.0
