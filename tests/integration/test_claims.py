@@ -6,7 +6,6 @@ the same. `make demo` (weblab run all) runs every claim with its defaults.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
