@@ -82,7 +82,7 @@ def cmd_up(args) -> int:
     kw = lab_kwargs(args)
     from weblab.lab import preflight
     from topologies import get
-    preflight(get(kw["design"]), kw["params"])
+    preflight(get(kw["design"]), kw["params"], kw["cpu"])
     from weblab import lock
     if lock.is_held():
         raise WeblabError(lock.running_message(lock.read_holder()))

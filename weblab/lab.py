@@ -40,7 +40,7 @@ def new_run_id() -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def preflight(design_cls, params: dict[str, Any]) -> dict[str, Any]:
+def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None = None) -> dict[str, Any]:
     """Everything checkable before anything is started: root, binaries, parameters, lock, leftovers."""
     if os.geteuid() != 0:
         raise WeblabError("weblab needs root to build networks: run it with sudo")
@@ -48,8 +48,16 @@ def preflight(design_cls, params: dict[str, Any]) -> dict[str, Any]:
         values = design_cls.resolve_params(params)
     except ValueError as e:
         raise WeblabError(str(e)) from None
+    topo = design_cls(**values)
+    unknown_cpu = set(cpu or {}) - set(topo.hosts())
+    if unknown_cpu:
+        raise WeblabError(f"--cpu for unknown host(s) {', '.join(sorted(unknown_cpu))}; hosts of "
+                          f"{design_cls.design}: {', '.join(sorted(topo.hosts()))}")
+    bad = {h: f for h, f in (cpu or {}).items() if not 0 < f <= 1}
+    if bad:
+        raise WeblabError(f"--cpu fractions must be in (0, 1] of the machine: {bad}")
     needed = list(CORE_BINARIES)
-    for spec in design_cls(**values).services:
+    for spec in topo.services:
         needed += SERVICE_BINARIES.get(spec.kind, ())
     missing = [b for b in dict.fromkeys(needed) if shutil.which(b) is None]
     if missing:
@@ -108,7 +116,7 @@ class Lab:
 
     def start(self) -> "Lab":
         """Bring the lab up; on any failure tear down what was started and re-raise."""
-        values = preflight(self.design_cls, self.params)
+        values = preflight(self.design_cls, self.params, self.cpu)
         if self.owns_lock:
             self.lock.acquire(self.run_id, self.design)
         t0 = time.monotonic()
@@ -136,9 +144,6 @@ class Lab:
         self.topo = self.design_cls(**values)
         if self.firewall_override is not None:
             self.topo.firewall = self.firewall_override
-        unknown_cpu = set(self.cpu) - set(self.topo.hosts())
-        if unknown_cpu:
-            raise WeblabError(f"cpu limit for unknown host(s): {', '.join(sorted(unknown_cpu))}")
 
         mark = self._stage_timer()
         self.ovs = PrivateOVS(self.run_dir, datapath)

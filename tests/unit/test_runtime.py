@@ -92,3 +92,13 @@ def test_parse_kv_reads_json_values():
 def test_list_names_every_design(capsys):
     assert cli.main(["list"]) == 0
     assert "one-server" in capsys.readouterr().out
+
+
+def test_cpu_limits_are_checked_before_anything_starts(run_root, monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert cli.main(["up", "one-server", "--cpu", "server9=0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "--cpu for unknown host(s) server9" in err and "server1" in err
+    assert cli.main(["up", "one-server", "--cpu", "server1=1.5"]) == 2
+    assert "(0, 1]" in capsys.readouterr().err
+    assert not any(run_root.iterdir()) if run_root.exists() else True
