@@ -2,41 +2,18 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
 
 from experiments import registry
-from experiments.base import Case, record_case
+from experiments.base import Case
 from experiments.claims.cannot_scale import point_metrics
-
-T0 = 1_700_000_000.0
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
+from tests.unit.raw_data import T0, new_case, write_cpu, write_csv
 
 
-def write_cpu(case_dir: Path, t0: float, t1: float, busy: float) -> None:
-    n = int((t1 - t0) / 0.25) + 1
-    write_csv(case_dir / "cpu.csv", ["t", "busy"], [[f"{t0 + i * 0.25:.3f}", busy] for i in range(n)])
-
-
-def new_run(tmp: Path, slug: str, overrides: dict | None = None, case: str = "one-server") -> tuple[object, Path, Path]:
-    exp = registry.get(slug)
-    params = exp.params(overrides)
-    raw = tmp / "run" / "raw"
-    c = next(c for c in exp.all_cases(params) if c.name == case)
-    record_case(raw, slug, params, c)
-    (raw / case).mkdir(parents=True, exist_ok=True)
-    (raw / case / "lab.json").write_text(json.dumps({"entry_ip": "10.0.0.10", "design": c.design}))
-    return exp, raw, raw / case
+def new_run(tmp: Path, slug: str, overrides: dict | None = None, case: str = "one-server"):
+    return new_case(tmp, slug, case, overrides, entry_ip="10.0.0.10")
 
 
 def probe_rows(n: int, interval: float, ok, start: float = T0) -> list[list[object]]:

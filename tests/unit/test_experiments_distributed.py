@@ -2,7 +2,7 @@
 borderline and inconclusive; plus the HAProxy log/state readers and the report's plot links."""
 from __future__ import annotations
 
-import csv
+
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,23 +12,14 @@ import pytest
 from experiments import lb, registry, report
 from experiments.base import record_case
 from experiments.verdict import Verdict
+from tests.unit.raw_data import T0, write_cpu, write_csv
 
-T0 = 1_700_000_000.0
 PROBE = ["t_send", "t_recv", "status", "ok", "served_by", "error"]
 MIX = ["i", "kind", "source", "t_sched", "t_send", "t_recv", "status", "ok", "served_by", "error"]
 OPENLOOP = ["i", "t_sched", "t_send", "t_recv", "status", "ok", "error"]
 
 
 # ---- raw-data builders -----------------------------------------------------------------------------
-def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
 def new_run(tmp: Path, slug: str, cases: list[str], overrides: dict | None = None,
             hosts: tuple[str, ...] = ("client", "dns", "lb1", "server1", "server2")) -> tuple[object, Path]:
     exp = registry.get(slug)
@@ -41,11 +32,6 @@ def new_run(tmp: Path, slug: str, cases: list[str], overrides: dict | None = Non
                                                            "entry_ip": "10.0.0.10"}))
         write_cpu(raw / c.name, T0 - 5, T0 + 60, 0.3)
     return exp, raw
-
-
-def write_cpu(case_dir: Path, t0: float, t1: float, busy: float) -> None:
-    n = int((t1 - t0) / 0.25) + 1
-    write_csv(case_dir / "cpu.csv", ["t", "busy"], [[f"{t0 + i * 0.25:.3f}", busy] for i in range(n)])
 
 
 def faults(case_dir: Path, events: list[tuple[float, float, str, str, int] | tuple]) -> None:

@@ -1,41 +1,13 @@
 """Verdict rules of the scaled-design claims (C13 fault-isolation, C14 lb-cluster, C17 writer-failover) on synthetic raw data."""
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 
-from experiments import registry
-from experiments.base import record_case
+from tests.unit.raw_data import T0, new_case, write_cpu, write_csv
 
-T0 = 1_700_000_000.0
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def write_cpu(case_dir: Path, t0: float, t1: float, busy: float) -> None:
-    n = int((t1 - t0) / 0.25) + 1
-    write_csv(case_dir / "cpu.csv", ["t", "busy"], [[f"{t0 + i * 0.25:.3f}", busy] for i in range(n)])
-    write_csv(case_dir / "windows.csv", ["name", "t_start", "t_end"], [["m", f"{t0:.3f}", f"{t1:.3f}"]])
-
-
-def new_case(tmp: Path, slug: str, case: str, overrides: dict | None = None):
-    exp = registry.get(slug)
-    params = exp.params(overrides)
-    raw = tmp / "run" / "raw"
-    c = next(c for c in exp.all_cases(params) if c.name == case)
-    record_case(raw, slug, params, c)
-    (raw / case).mkdir(parents=True, exist_ok=True)
-    (raw / case / "lab.json").write_text(json.dumps({"design": c.design}))
-    return exp, raw, raw / case
 
 
 def faults(case_dir: Path, events: list[tuple[float, float, str, str, int, str]]) -> None:
