@@ -24,8 +24,12 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+try:
+    from target import exchange  # run by file path inside a lab host: a sibling module
+except ImportError:
+    from experiments.tools.target import exchange
+
 FIELDS = ["i", "kind", "source", "t_sched", "t_send", "t_recv", "status", "ok", "served_by", "error"]
-SERVED_BY = ("X-Served-By", "X-Backend-Server", "X-Web-Server")
 
 
 @dataclass(frozen=True)
@@ -66,16 +70,7 @@ def fetch(ip: str, port: int, host: str, kind: Kind, i: int, seed: int, source: 
     if kind.method == "POST":
         body = json.dumps({"name": f"{kind.name}-{seed}-{i}"})
         headers["Content-Type"] = "application/json"
-    try:
-        conn.request(kind.method, kind.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        resp.read()
-        served = next((resp.getheader(h) for h in SERVED_BY if resp.getheader(h)), "") or ""
-        return resp.status, served, ""
-    except (OSError, http.client.HTTPException) as exc:
-        return None, "", f"{type(exc).__name__}: {exc}"[:120].replace("\n", " ")
-    finally:
-        conn.close()
+    return exchange(conn, kind.method, kind.path, headers, body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import http.client
 import signal
 import sys
 import threading
 import time
 
 try:
-    from target import Target  # run by file path inside a lab host: a sibling module
+    from target import Target, exchange  # run by file path inside a lab host: a sibling module
 except ImportError:
-    from experiments.tools.target import Target
+    from experiments.tools.target import Target, exchange
 
 FIELDS = ["t_send", "t_recv", "status", "ok", "served_by", "error"]
-SERVED_BY = ("X-Served-By", "X-Web-Server", "X-Backend")
 
 
 class Clock:
@@ -35,17 +33,8 @@ class Clock:
 
 def fetch(target: Target, timeout: float) -> tuple[int | None, str, str]:
     """One GET on a new connection: (status, served_by, error)."""
-    conn = target.connection(timeout)
-    try:
-        conn.request("GET", target.path, headers={"Host": target.host, "Connection": "close", "User-Agent": "weblab-probe"})
-        resp = conn.getresponse()
-        resp.read()
-        served = next((resp.getheader(h) for h in SERVED_BY if resp.getheader(h)), "") or ""
-        return resp.status, served, ""
-    except (OSError, http.client.HTTPException) as exc:
-        return None, "", f"{type(exc).__name__}: {exc}"[:120].replace("\n", " ")
-    finally:
-        conn.close()
+    headers = {"Host": target.host, "Connection": "close", "User-Agent": "weblab-probe"}
+    return exchange(target.connection(timeout), "GET", target.path, headers)
 
 
 def main(argv: list[str] | None = None) -> int:

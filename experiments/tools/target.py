@@ -33,6 +33,24 @@ class Target:
         return _Tls(self.ip, self.port, timeout, self.context, self.host)
 
 
+SERVED_BY = ("X-Served-By", "X-Backend-Server", "X-Web-Server")
+
+
+def exchange(conn: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str],
+             body: str | None = None) -> tuple[int | None, str, str]:
+    """One request on conn, which is closed after: (status, the server that answered, error)."""
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        served = next((resp.getheader(h) for h in SERVED_BY if resp.getheader(h)), "") or ""
+        return resp.status, served, ""
+    except (OSError, http.client.HTTPException) as exc:
+        return None, "", f"{type(exc).__name__}: {exc}"[:120].replace("\n", " ")
+    finally:
+        conn.close()
+
+
 class _Tls(http.client.HTTPSConnection):
     """HTTPS to an address, verified (and SNI sent) for a name."""
 
