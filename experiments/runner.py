@@ -46,6 +46,13 @@ def new_run_id(slug_dir: Path) -> str:
     return run_id
 
 
+def check(slugs: list[str], params: dict[str, dict[str, Any]] | None = None) -> None:
+    """Raise ValueError naming what is wrong with a slug's parameters or cases, before any lab starts."""
+    for slug in registry.expand(slugs):
+        exp = registry.get(slug)
+        exp.cases(exp.params((params or {}).get(slug)))
+
+
 def run(slugs: list[str], repeat: int = 1, out: Path = Path("results"), junit: Path | None = None,
         lab_factory: LabFactory | None = None, params: dict[str, dict[str, Any]] | None = None
         ) -> list[RunResult]:
@@ -55,6 +62,7 @@ def run(slugs: list[str], repeat: int = 1, out: Path = Path("results"), junit: P
     if repeat < 1:
         raise ValueError("repeat must be >= 1")
     slugs = registry.expand(slugs)
+    check(slugs, params)  # a typo in the last claim's parameters must not surface after an hour of runs
     results: list[RunResult] = []
     t0 = time.monotonic()
     for i, slug in enumerate(slugs, 1):

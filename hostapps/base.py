@@ -11,6 +11,7 @@ from typing import Any, Callable, ClassVar
 
 import jinja2
 
+from weblab import cores
 from weblab.errors import NotReady, WeblabError
 from weblab.proc import ProcRef, wait_gone
 
@@ -33,10 +34,11 @@ class HostHandle:
     ips: list[str]
     record: Callable[[ProcRef], None] = field(default=lambda ref: None)
     cgroup: str | None = None  # daemons started here join it (per-server CPU limits)
+    cores: str | None = None   # every process started here runs on these CPUs (weblab.cores)
 
     def argv(self, argv: list[str]) -> list[str]:
-        """Prefix that runs argv inside this host's network and mount namespaces."""
-        return ["mnexec", "-a", str(self.pid), *argv]
+        """Prefix that runs argv inside this host's network and mount namespaces (on its CPUs)."""
+        return cores.wrap(["mnexec", "-a", str(self.pid), *argv], self.cores)
 
     def run(self, argv: list[str], timeout: float = 10, **kw: Any) -> subprocess.CompletedProcess:
         """Run argv in the host and wait (bounded); never raises on a non-zero exit."""

@@ -72,8 +72,9 @@ def lab_kwargs(args) -> dict[str, Any]:
     except ValueError as e:
         raise WeblabError(str(e)) from None
     cpu = {k: float(v) for k, v in parse_kv(args.cpu, "--cpu").items()}
+    cpus = {k: str(v) for k, v in parse_kv(args.cores, "--cores").items()}
     fw = None if args.firewall is None else args.firewall == "on"
-    return {"design": args.design, "params": params, "cpu": cpu, "firewall": fw,
+    return {"design": args.design, "params": params, "cpu": cpu, "cores": cpus, "firewall": fw,
             "datapath": args.datapath}
 
 
@@ -82,7 +83,7 @@ def cmd_up(args) -> int:
     kw = lab_kwargs(args)
     from weblab.lab import preflight
     from topologies import get
-    preflight(get(kw["design"]), kw["params"], kw["cpu"])
+    preflight(get(kw["design"]), kw["params"], kw["cpu"], kw["cores"])
     from weblab import lock
     if lock.is_held():
         raise WeblabError(lock.running_message(lock.read_holder()))
@@ -215,6 +216,15 @@ def cmd_status(args) -> int:
     return 0
 
 
+def exec_in_host(data: dict[str, Any], host: str, argv: list[str]) -> int:
+    """Replace this process by argv inside a host of the running lab, on the host's CPUs if pinned."""
+    from weblab import cores
+    full = cores.wrap(["mnexec", "-a", str(data["hosts"][host]["pid"]), *argv],
+                      cores.for_host(data.get("cores") or {}, host))
+    os.execvp(full[0], full)
+    return 127  # not reached
+
+
 def cmd_exec(args) -> int:
     need_root("exec")
     if not args.command:
@@ -224,8 +234,7 @@ def cmd_exec(args) -> int:
     if host is None:
         raise WeblabError(f"unknown host {args.host!r}; hosts of this lab: {', '.join(data['hosts'])}")
     cmd = args.command[1:] if args.command[0] == "--" else args.command
-    os.execvp("mnexec", ["mnexec", "-a", str(host["pid"]), *cmd])
-    return 127  # not reached
+    return exec_in_host(data, args.host, cmd)
 
 
 def cmd_down(args) -> int:
@@ -299,8 +308,7 @@ def cmd_capture(args) -> int:
         argv += args.filter.split()
     print(f"capturing {args.link} on {host}:{intf} into {out} (Ctrl-C to stop)", file=sys.stderr)
     argv = ["timeout", "--foreground", str(args.duration), *argv] if args.duration else argv
-    os.execvp("mnexec", ["mnexec", "-a", str(data["hosts"][host]["pid"]), *argv])
-    return 127
+    return exec_in_host(data, host, argv)
 
 
 def cmd_sniff(args) -> int:
@@ -316,8 +324,7 @@ def cmd_sniff(args) -> int:
     if args.duration:
         argv += ["--duration", str(args.duration)]
     print(f"sniffing {args.link} on {host}:{intf} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    os.execvp("mnexec", ["mnexec", "-a", str(data["hosts"][host]["pid"]), *argv])
-    return 127
+    return exec_in_host(data, host, argv)
 
 
 def cmd_forward(args) -> int:
@@ -393,7 +400,7 @@ def lab_factory_holding(lock):
     held lab lock, so no other lab slips in between two cases or repeats of a run."""
     def factory(design: str, lab_params: dict[str, Any]):
         from weblab.lab import Lab
-        known = {"params", "cpu", "firewall", "datapath"}
+        known = {"params", "cpu", "cores", "firewall", "datapath"}
         unknown = set(lab_params) - known
         if unknown:
             raise WeblabError(f"experiment asked for unknown lab settings {sorted(unknown)}")
@@ -411,12 +418,16 @@ def cmd_run(args) -> int:
         slugs = registry.expand(args.slugs)  # unknown slugs: an error naming the known ones, before any lab
     except KeyError as e:
         raise WeblabError(e.args[0]) from None
+    params = {slug: parse_kv(args.param, "--param") for slug in slugs} if args.param else None
+    try:
+        runner.check(slugs, params)
+    except ValueError as e:
+        raise WeblabError(str(e)) from None
     need_root("run")
     from weblab.lock import LabLock
     held = LabLock()
     held.acquire(f"weblab run {' '.join(slugs)}", "experiments")  # names the running lab if busy
     try:
-        params = {slug: parse_kv(args.param, "--param") for slug in slugs} if args.param else None
         results = runner.run(slugs, repeat=args.repeat, out=Path(args.out),
                              junit=Path(args.junit) if args.junit else None,
                              lab_factory=lab_factory_holding(held), params=params)
@@ -448,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--param", action="append", metavar="KEY=VALUE", help="design parameter")
     up.add_argument("--cpu", action="append", metavar="HOST=FRACTION",
                     help="limit a host to a fraction of the machine's CPU")
+    up.add_argument("--cores", action="append", metavar="HOST=CPUS",
+                    help="run a host on these CPUs (e.g. db1=1); *=CPUS places the rest of the lab")
     up.add_argument("--firewall", choices=("on", "off"), help="override the design's firewall default")
     up.add_argument("--datapath", choices=("auto", "user", "kernel"), default="auto")
     up.add_argument("--timeout", type=float, default=120, help="bound on bring-up, seconds")

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from weblab import cgroups, clean, paths
+from weblab import cgroups, clean, cores, paths
 from weblab.errors import NotReady, WeblabError
 from weblab.lock import LabLock
 from weblab.ovs import PrivateOVS, choose_datapath, wait_for
@@ -40,7 +40,8 @@ def new_run_id() -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None = None) -> dict[str, Any]:
+def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None = None,
+              cpus: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything checkable before anything is started: root, binaries, parameters, lock, leftovers."""
     if os.geteuid() != 0:
         raise WeblabError("weblab needs root to build networks: run it with sudo")
@@ -56,6 +57,7 @@ def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None =
     bad = {h: f for h, f in (cpu or {}).items() if not 0 < f <= 1}
     if bad:
         raise WeblabError(f"--cpu fractions must be in (0, 1] of the machine: {bad}")
+    cores.validate(cpus or {}, topo.hosts())
     needed = list(CORE_BINARIES)
     for spec in topo.services:
         needed += SERVICE_BINARIES.get(spec.kind, ())
@@ -75,7 +77,7 @@ class Lab:
 
     def __init__(self, design: str, params: dict[str, Any] | None = None, run_id: str | None = None,
                  datapath: str = "auto", cpu: dict[str, float] | None = None, firewall: bool | None = None,
-                 lock: LabLock | None = None):
+                 lock: LabLock | None = None, cores: dict[str, str] | None = None):
         from topologies import get
         try:
             self.design_cls = get(design)
@@ -84,6 +86,7 @@ class Lab:
         self.design = design
         self.params = dict(params or {})
         self.cpu = dict(cpu or {})
+        self.cores = {h: str(c) for h, c in (cores or {}).items()}  # host (or "*") -> CPU list
         self.firewall_override = firewall
         self.requested_datapath = datapath
         self.run_id = run_id or new_run_id()
@@ -116,7 +119,7 @@ class Lab:
 
     def start(self) -> "Lab":
         """Bring the lab up; on any failure tear down what was started and re-raise."""
-        values = preflight(self.design_cls, self.params, self.cpu)
+        values = preflight(self.design_cls, self.params, self.cpu, self.cores)
         if self.owns_lock:
             self.lock.acquire(self.run_id, self.design)
         t0 = time.monotonic()
@@ -137,8 +140,8 @@ class Lab:
 
         setLogLevel(os.environ.get("WEBLAB_MININET_LOG", "warning"))
         datapath, why = choose_datapath(self.requested_datapath)
-        self.state.set(design=self.design, params=values, cpu=self.cpu, datapath=datapath,
-                       datapath_reason=why, created=time.time(),
+        self.state.set(design=self.design, params=values, cpu=self.cpu, cores=self.cores,
+                       datapath=datapath, datapath_reason=why, created=time.time(),
                        holder=ProcRef.of("holder", os.getpid(), group=False).to_dict(),
                        python=sys.executable, repo=str(paths.REPO))
         self.topo = self.design_cls(**values)
@@ -146,7 +149,7 @@ class Lab:
             self.topo.firewall = self.firewall_override
 
         mark = self._stage_timer()
-        self.ovs = PrivateOVS(self.run_dir, datapath)
+        self.ovs = PrivateOVS(self.run_dir, datapath, cpus=self.cores.get(cores.REST))
         self.ovs.start(lambda ref: self.state.add("processes", ref.to_dict()))
         mark("ovs")
         os.environ.update(self.ovs.env())  # Mininet's ovs-vsctl calls now reach the private instance
@@ -252,8 +255,8 @@ class Lab:
                 "--policy", str(cdir / "policy.json"), "--log", str(log),
                 "--control", str(cdir / "control.sock")]
         with open(cdir / "controller.out", "ab") as out:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True, cwd=paths.REPO)
+            p = subprocess.Popen(cores.wrap(argv, self.cores.get(cores.REST)), stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=paths.REPO)
         self.popens.append(p)
         self.controller = ProcRef.of("controller", p.pid)
         self.state.add("processes", self.controller.to_dict())
@@ -295,7 +298,8 @@ class Lab:
         if cgroup and host in self.cpu:
             cg = self._cgroup(host)
         return HostHandle(host, info["pid"], info["ips"],
-                          record=lambda ref: self.state.add("processes", ref.to_dict()), cgroup=cg)
+                          record=lambda ref: self.state.add("processes", ref.to_dict()), cgroup=cg,
+                          cores=cores.for_host(self.cores, host))
 
     def _cgroup(self, host: str) -> str:
         path = str(cgroups.create(self.run_id, host, self.cpu[host]))

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from weblab.errors import NotReady, WeblabError
+from weblab import cores
 from weblab.proc import ProcRef
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
@@ -15,12 +16,13 @@ SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 class PrivateOVS:
     """ovsdb-server + ovs-vswitchd under run_dir/ovs, never touching a system Open vSwitch."""
 
-    def __init__(self, run_dir: Path, datapath: str):
+    def __init__(self, run_dir: Path, datapath: str, cpus: str | None = None):
         if datapath not in ("user", "kernel"):
             raise WeblabError(f"unknown datapath {datapath!r}: use 'user' or 'kernel'")
         self.dir = run_dir / "ovs"
         self.datapath = datapath
         self.procs: list[ProcRef] = []
+        self.cpus = cpus  # the CPUs both daemons run on (weblab.cores), None for any
 
     @property
     def db_sock(self) -> Path:
@@ -40,7 +42,7 @@ class PrivateOVS:
 
     def _spawn(self, name: str, argv: list[str], record) -> ProcRef:
         log = open(self.dir / f"{name}.out", "ab")
-        p = subprocess.Popen(argv, env={**os.environ, **self.env()}, stdin=subprocess.DEVNULL,
+        p = subprocess.Popen(cores.wrap(argv, self.cpus), env={**os.environ, **self.env()}, stdin=subprocess.DEVNULL,
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         ref = ProcRef.of(name, p.pid)

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
+
+import pytest
 
 from tests.integration.conftest import in_host, service_info, weblab
 
 DESIGN = "one-server"
+# On a machine of 2+ CPUs the server gets a CPU of its own and the rest of the lab the others (--cores).
+PINNED = len(os.sched_getaffinity(0)) >= 2
+UP_ARGS = ["--cores", "server1=1", "--cores", "*=0"] if PINNED else []
 
 
 def test_dns_answer_chain_is_cname_then_a(detached_lab):
@@ -72,3 +78,29 @@ def test_hosts_resolver_is_private_to_the_lab(detached_lab):
     assert "weblab run" not in machine
     inside = in_host("client", "cat", "/etc/resolv.conf").stdout
     assert f"weblab run {detached_lab['run_id']}" in inside and "nameserver 10.0.0.2" in inside
+
+
+def cpus_of(pid: int) -> set[str]:
+    """Cpus_allowed_list of every thread of pid and of its children."""
+    out = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        status = (task / "status").read_text()
+        out.add(next(l.split()[1] for l in status.splitlines() if l.startswith("Cpus_allowed_list")))
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        for child in children:
+            out |= cpus_of(int(child))
+    return out
+
+
+@pytest.mark.skipif(not PINNED, reason="--cores placement needs a machine with 2 or more CPUs")
+def test_cores_put_the_server_on_its_cpu_and_the_rest_of_the_lab_on_the_others(detached_lab):
+    assert detached_lab["cores"] == {"server1": "1", "*": "0"}
+    for kind in ("mariadb", "webapp", "nginx"):  # every thread and child of each daemon (nginx workers too)
+        assert cpus_of(service_info(detached_lab, "server1", kind)["pid"]) == {"1"}, kind
+    assert cpus_of(service_info(detached_lab, "dns", "dns")["pid"]) == {"0"}
+    own = {p["name"]: p["pid"] for p in detached_lab["processes"]}
+    for name in ("ovs-vswitchd", "ovsdb-server", "controller"):
+        assert cpus_of(own[name]) == {"0"}, name
+    for host, cpu in (("server1", "1"), ("client", "0")):  # weblab exec runs on the host's CPUs too
+        status = in_host(host, "cat", "/proc/self/status").stdout
+        assert f"Cpus_allowed_list:\t{cpu}" in status, host

@@ -102,3 +102,58 @@ def test_cpu_limits_are_checked_before_anything_starts(run_root, monkeypatch, ca
     assert cli.main(["up", "one-server", "--cpu", "server1=1.5"]) == 2
     assert "(0, 1]" in capsys.readouterr().err
     assert not any(run_root.iterdir()) if run_root.exists() else True
+
+
+def test_run_checks_every_claims_parameters_before_anything_starts(run_root, monkeypatch, capsys, tmp_path):
+    # not root: the check must come first, so a typo is reported even before "needs root"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    out = tmp_path / "results"
+    assert cli.main(["run", "spof", "fault-isolation", "--param", "rat=5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("weblab: spof: unknown parameter(s) ['rat']")
+    assert cli.main(["run", "spof", "--param", 'cases=["three-tier"]', "--out", str(out)]) == 2
+    assert "unknown case(s)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cpu_lists_parse_like_the_kernels():
+    from weblab.cores import parse_cpulist
+    assert parse_cpulist("1") == [1] and parse_cpulist("0-2") == [0, 1, 2] and parse_cpulist("3,0-1") == [0, 1, 3]
+    for bad in ("", "a", "1-", "2-1", "0;1"):
+        with pytest.raises(ValueError):
+            parse_cpulist(bad)
+
+
+def test_cores_are_validated_against_hosts_and_this_machines_cpus():
+    from weblab.cores import validate
+    from weblab.errors import WeblabError
+    assert validate({"db1": "1", "*": "0"}, ["db1", "web1"], {0, 1}) == {"db1": "1", "*": "0"}
+    with pytest.raises(WeblabError, match=r"unknown host\(s\) db9.*db1, web1, or \*"):
+        validate({"db9": "1"}, ["db1", "web1"], {0, 1})
+    with pytest.raises(WeblabError, match=r"CPU\(s\) \[2\] are not available here; this process may use CPUs 0,1"):
+        validate({"db1": "1-2"}, ["db1"], {0, 1})
+    with pytest.raises(WeblabError, match=r"--cores db1=x: 'x' is not a CPU list"):
+        validate({"db1": "x"}, ["db1"], {0, 1})
+
+
+def test_a_wrapped_command_really_runs_on_its_cpus():
+    from hostapps.base import HostHandle
+    from weblab.cores import for_host, wrap
+    cpu = min(os.sched_getaffinity(0))
+    out = subprocess.run(wrap([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+                              str(cpu)), capture_output=True, text=True, timeout=30).stdout
+    assert out.strip() == f"[{cpu}]"
+    assert wrap(["true"], None) == ["true"]
+    cores = {"db1": "1", "*": "0"}
+    assert (for_host(cores, "db1"), for_host(cores, "web1"), for_host({}, "web1")) == ("1", "0", None)
+    h = HostHandle("db1", pid=4242, ips=[], cores="1")
+    assert h.argv(["true"]) == ["taskset", "-c", "1", "mnexec", "-a", "4242", "true"]
+
+
+def test_cores_are_checked_before_anything_starts(run_root, monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert cli.main(["up", "one-server", "--cores", "server9=0"]) == 2
+    assert "--cores for unknown host(s) server9" in capsys.readouterr().err
+    assert cli.main(["up", "one-server", "--cores", "server1=4096"]) == 2
+    assert "are not available here" in capsys.readouterr().err
+    assert not any(run_root.iterdir()) if run_root.exists() else True
