@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import percentile, read_openloop, rounded, success_rate
 from experiments.verdict import Verdict
+from weblab import cores
 
 LOAD = "openloop.csv"
 CGROUPS = "cgroups.json"   # cpu.stat of every CPU-limited host at each phase boundary
@@ -55,49 +56,19 @@ def throttled_fraction(before: dict[str, int], after: dict[str, int]) -> float |
     return (after.get("nr_throttled", 0) - before.get("nr_throttled", 0)) / periods
 
 
-def set_shares(lab: Any, hosts: list[str], shares: int) -> dict[str, int | None]:
-    """Give the overloaded (database) hosts' cgroups a low CFS weight (v1 cpu.shares); returns what each has now.
+def partition(dbs: list[str], available: set[int] | None = None) -> dict[str, str]:
+    """The lab's `cores`: the database servers on the machine's last CPU, the rest of the lab on the others.
 
-    Why: on a 2-core machine a host burning its whole quota does so in bursts at the start of each
-    100 ms CFS period, on both cores at once, delaying every other host's wake-ups by milliseconds -
-    a coupling real separate servers do not have. A low weight lets other hosts' tasks preempt it
-    at once; the quota still caps it. Applied to the database hosts of both designs alike: in the combined
-    design those are the web servers too, which is the coupling the claim is about.
+    Why: a CPU quota caps a saturated database, but it still burns its quota on every core at once, in
+    bursts at the start of each CFS period, delaying every other host's wake-ups - a coupling that real
+    separate servers do not have. A core of its own is the closest this machine gets to a server of its
+    own. The same placement is used in both designs: in the combined one the database servers are the
+    web servers too, and that sharing is the coupling under test. {} (no placement) on a 1-CPU machine.
     """
-    out: dict[str, int | None] = {}
-    for h in hosts:
-        path = cgroup_of(lab, h)
-        f = path / "cpu.shares" if path else None
-        if f is None or not f.exists():
-            out[h] = None
-            continue
-        if shares:
-            f.write_text(str(int(shares)))
-        out[h] = int(f.read_text().strip())
-    return out
-
-
-def pin_databases(lab: Any, hosts: list[str], cpu: int | None) -> dict[str, str]:
-    """Pin every thread of each host's mariadbd to one core (taskset -a); new threads inherit it.
-
-    Why: with the quota alone, a saturated database runs its threads on both cores at once in each
-    CFS period, so for a few ms nothing else can run anywhere - other hosts see it as tail latency.
-    A real database server has cores of its own; one core here is the closest this machine gets.
-    The same pinning is applied in both designs (in the combined one the database shares its host's
-    quota with nginx, which is the coupling under test). Returns taskset's answer per host.
-    """
-    out: dict[str, str] = {}
-    if cpu is None:
-        return out
-    for h in hosts:
-        pid = lab.service(h, "mariadb").pid
-        if pid is None:
-            out[h] = "no mariadbd pid"
-            continue
-        res = subprocess.run(["taskset", "-a", "-p", "-c", str(int(cpu)), str(pid)], capture_output=True,
-                             text=True, timeout=10)
-        out[h] = (res.stdout.strip().splitlines() or [res.stderr.strip()])[-1]
-    return out
+    cpus = sorted(os.sched_getaffinity(0) if available is None else available)
+    if len(cpus) < 2:
+        return {}
+    return {**{h: str(cpus[-1]) for h in dbs}, cores.REST: ",".join(map(str, cpus[:-1]))}
 
 
 @register
@@ -111,13 +82,15 @@ class FaultIsolation(Experiment):
     design = "distributed"
     defaults = {"cpu": 0.1, "rate": 80.0, "before_s": 8.0, "overload_s": 8.0, "after_s": 8.0, "warmup_s": 1.0,
                 "settle_s": 1.0, "burners": 4, "timeout": 5.0, "p99_ratio": 1.2, "healthy": 0.99,
-                "min_throttled": 0.5, "min_requests": 100, "shares": 2, "pin_cpu": 1}
+                "min_throttled": 0.5, "min_requests": 100, "partition": True}
     key_values = ("combined.p99_ratio", "separated.p99_ratio", "combined.during_p99_ms", "separated.during_p99_ms")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         out = []
-        for name, (design, _, limited, _, _) in CASES.items():
+        for name, (design, dbs, limited, _, _) in CASES.items():
             lab: dict[str, Any] = {"cpu": {h: params["cpu"] for h in limited}}
+            if params["partition"]:
+                lab["cores"] = partition(dbs)
             if design == "scaled":  # a db busy for seconds must not trigger a writer failover mid-run
                 lab["params"] = {"monitoring": False, "db_failover": False}
             out.append(Case(name, design, lab))
@@ -128,9 +101,10 @@ class FaultIsolation(Experiment):
         return (f"static page /static/hello.txt at {p['rate']:g} req/s open loop (latency from the scheduled send); "
                 f"overload: {p['burners']} concurrent CPU-bound queries (SELECT BENCHMARK(.., SHA2(..))) in the "
                 f"MariaDB of every database server for {p['overload_s']:g} s, every server CPU-limited to "
-                f"{p['cpu']:g} of the machine, the database servers with CFS weight cpu.shares={p['shares']} and their mariadbd pinned to CPU "
-                f"{p['pin_cpu']} (the overload is confined to their quota and one core, and yields to other hosts' "
-                f"wake-ups: the closest this machine gets to servers of their own). p99 and success without overload (before it, from {p['warmup_s']:g} s after the "
+                f"{p['cpu']:g} of the machine"
+                + (", the database servers on a CPU of their own and the rest of the lab on the others (the "
+                   "closest this machine gets to servers of their own)" if p["partition"] else "")
+                + f". p99 and success without overload (before it, from {p['warmup_s']:g} s after the "
                 f"load starts, and after it, from {p['settle_s']:g} s after it ends: more samples, and drift shows) vs "
                 f"during the overload (from {p['settle_s']:g} s after it starts). combined: degrades - "
                 f"p99 during > {p['p99_ratio']:g}x without, or success drops by > 1 point; separated: unaffected - "
@@ -145,8 +119,7 @@ class FaultIsolation(Experiment):
         _, dbs, limited, url, _ = CASES[case.name]
         faults = FaultLog(lab, out / "faults.csv")
         cgroups: dict[str, Any] = {"hosts": {h: str(cgroup_of(lab, h)) for h in limited}, "readings": [],
-                                   "shares": set_shares(lab, dbs, params["shares"]),
-                                   "pinned": pin_databases(lab, dbs, params["pin_cpu"])}
+                                   "cores": lab.cores}
 
         def reading(label: str) -> None:
             cgroups["readings"].append({"label": label, "t": time.time(),
@@ -222,7 +195,8 @@ class FaultIsolation(Experiment):
             "before_p99_ms": rounded(p99(before), 3), "during_p99_ms": rounded(p99(during), 3),
             "after_p99_ms": rounded(p99(after), 3), "baseline_p99_ms": rounded(p99(calm), 3),
             "baseline_success": rounded(success_rate(calm)),
-            "throttled_fraction": {h: rounded(f, 3) if f is not None else None for h, f in throttled.items()}}
+            "throttled_fraction": {h: rounded(f, 3) if f is not None else None for h, f in throttled.items()},
+            "cores": cg.get("cores") or {}}
         ratio = p99(during) / p99(calm) if calm and during and p99(calm) > 0 else float("nan")
         m["p99_ratio"] = rounded(ratio, 3)
         png = plots.series_timeline(

@@ -60,6 +60,18 @@ def test_fault_isolation_rule(tmp_path, case, kw, expect):
     assert v.verdict == expect, (v.reasons, v.measured)
 
 
+def test_fault_isolation_gives_the_database_tier_a_cpu_of_its_own():
+    from experiments.claims.fault_isolation import CASES, partition
+    assert partition(["db1", "db2"], {0, 1}) == {"db1": "1", "db2": "1", "*": "0"}
+    assert partition(["server1"], {0, 1, 2, 3}) == {"server1": "3", "*": "0,1,2"}
+    assert partition(["db1"], {0}) == {}  # one CPU: nothing to partition
+    from experiments import registry
+    exp = registry.get("fault-isolation")
+    for case in exp.cases(exp.params()):  # both designs alike: their database servers apart from the rest
+        assert case.lab_params["cores"] == partition(CASES[case.name][1])
+    assert all("cores" not in c.lab_params for c in exp.cases(exp.params({"partition": False})))
+
+
 # ---- C14 lb-cluster -------------------------------------------------------------------------------
 def probe_rows(start: float, end: float, ok, interval: float = 0.02) -> list[list[object]]:
     rows = []
