@@ -84,3 +84,16 @@ def test_lb1_crash_moves_the_vip_and_service_resumes(detached_lab):
             break
         assert time.monotonic() - t0 < 5, "the VIP did not answer again within 5 s"
     assert holds_vip("lb2")
+
+
+def test_a_dead_haproxy_gives_up_the_vip(detached_lab):
+    # Runs last: after the lb1 crash above, lb2 holds the VIP. keepalived's check (HAProxy's
+    # monitor-uri, every second, fall 2) must notice HAProxy is gone and release the VIP.
+    assert holds_vip("lb2")
+    kill(detached_lab, "lb2", "haproxy")
+    t0 = time.monotonic()
+    while holds_vip("lb2"):
+        assert time.monotonic() - t0 < 6, "lb2 kept the VIP 6 s after its HAProxy died"
+        time.sleep(0.2)  # bounded poll of the address list
+    log = Path(service_info(detached_lab, "lb2", "keepalived")["log"]).read_text(errors="replace")
+    assert "haproxy_alive" in log and "FAULT" in log, log[-2000:]

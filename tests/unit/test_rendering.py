@@ -142,3 +142,31 @@ def test_semi_sync_primary_and_replica(tmp_path, monkeypatch):
     (tmp_path / "r").mkdir()
     MariaDB(handle(), tmp_path / "r", semi_sync="replica").render()
     assert "rpl_semi_sync_slave_enabled = ON" in (tmp_path / "r" / "my.cnf").read_text()
+
+
+def test_keepalived_check_script_asks_haproxy_over_http_without_curl(tmp_path):
+    import http.server
+    import threading
+    from hostapps.keepalived import check_script
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(200 if self.path == "/alive" else 503)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        for path, want in (("/alive", 0), ("/down", 1)):
+            script = tmp_path / f"check{want}.sh"
+            script.write_text(check_script(port, path))
+            script.chmod(0o755)
+            assert "curl" not in script.read_text()
+            assert subprocess.run([str(script)], timeout=10).returncode == want, path
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert subprocess.run([str(tmp_path / "check0.sh")], timeout=10, stderr=subprocess.DEVNULL).returncode == 1  # nobody listens
