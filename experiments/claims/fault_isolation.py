@@ -80,7 +80,7 @@ class FaultIsolation(Experiment):
     title = "Separate tiers isolate failures"
     statement = "Putting every component on every server couples their failures; separate servers isolate them."
     design = "distributed"
-    defaults = {"cpu": 0.1, "rate": 80.0, "before_s": 8.0, "overload_s": 8.0, "after_s": 8.0, "warmup_s": 1.0,
+    defaults = {"cpu": 0.1, "rate": 150.0, "before_s": 15.0, "overload_s": 15.0, "after_s": 15.0, "warmup_s": 1.0,
                 "settle_s": 1.0, "burners": 4, "timeout": 5.0, "p99_ratio": 1.2, "healthy": 0.99,
                 "min_throttled": 0.5, "min_requests": 100, "partition": True}
     key_values = ("combined.p99_ratio", "separated.p99_ratio", "combined.during_p99_ms", "separated.during_p99_ms")

@@ -18,11 +18,6 @@ FAST = {
     "lb-cluster": ["crashes=3"],
     "writer-failover": ["count=2"],
 }
-# C13 is refuted on the 2-core build machines: with separate tiers the median static-page latency
-# is untouched by a database overload, but p99 still rises 30-100% (the tiers share two cores and
-# the userspace switch), and some runs are too noisy to resolve 20% (inconclusive by its rule).
-# Here the test demands the measurement itself, whatever the verdict: both halves' p99 ratios.
-JUDGED_ONLY = {"fault-isolation": ("combined.p99_ratio", "separated.p99_ratio")}
 NO_PLOT = {"dns-cname"}  # its evidence is the DNS answer chain itself, a table in the report
 
 
@@ -36,11 +31,7 @@ def test_claim_yields_its_verdict_on_a_real_lab(slug, tmp_path):
     assert len(runs) == 1, res.stderr[-3000:]
     run_dir = runs[0]
     verdict = json.loads((run_dir / "verdict.json").read_text())
-    if slug in JUDGED_ONLY:
-        missing = [k for k in JUDGED_ONLY[slug] if not isinstance(verdict["measured"].get(k), (int, float))]
-        assert not missing, (res.stderr[-3000:], verdict.get("reasons"))
-    else:
-        assert verdict["verdict"] == "supported", (res.stderr[-3000:], verdict.get("reasons"))
+    assert verdict["verdict"] == "supported", (res.stderr[-3000:], verdict.get("reasons"))
     assert verdict["measured"], "a verdict without measured values"
     meta = json.loads((run_dir / "metadata.json").read_text())
     assert meta["slug"] == slug and meta["machine"]["cores"] >= 1 and meta["git"]["revision"]
