@@ -151,8 +151,10 @@ def series_timeline(series: dict[str, tuple[Sequence[float], Sequence[float]]], 
             ax.scatter(xs, ys, s=4, label=name)
         else:
             ax.plot(xs, ys, style, label=name, lw=1.2)
-    for i, (a, z, label) in enumerate(windows):
-        ax.axvspan(a - t0, z - t0, color="tab:red", alpha=0.12, label=label if i < 3 else None)
+    shown: set[str] = set()
+    for a, z, label in windows:  # one legend entry per kind of window
+        ax.axvspan(a - t0, z - t0, color="tab:red", alpha=0.12, label=None if label in shown else label)
+        shown.add(label)
     for y, label in hlines:
         ax.axhline(y, color="grey", ls=":", lw=1)
         ax.text(0, y, label, fontsize=7, va="bottom", color="grey")

@@ -174,9 +174,13 @@ def describe(data: dict) -> str:
     services: dict[str, list[str]] = {}
     for s in data.get("services", []):
         services.setdefault(s["host"], []).append(s["kind"])
+    from weblab import cores
+    limits, placed = data.get("cpu") or {}, data.get("cores") or {}
     for name, h in data.get("hosts", {}).items():
+        cpu = [f"cpu quota {limits[name]:g}"] if name in limits else []
+        cpu += [f"on CPU {cores.for_host(placed, name)}"] if cores.for_host(placed, name) else []
         lines.append(f"  {name:10} {h.get('role', ''):8} {', '.join(h.get('ips', [])):15} "
-                     f"{' '.join(services.get(name, []))}")
+                     f"{' '.join(services.get(name, []))}" + (f"  [{', '.join(cpu)}]" if cpu else ""))
     if data.get("timings", {}).get("up"):
         lines.append(f"  ready in {data['timings']['up']:.1f} s")
     return "\n".join(lines)

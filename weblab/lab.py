@@ -215,6 +215,8 @@ class Lab:
             self.ca = LabCA(self.run_dir / "pki", self.run_id).create()
         for h in self.net.hosts:
             handle = self.handle(h.name)
+            if handle.cores:  # the host's shell too: what Mininet's CLI runs there stays on its CPUs
+                os.sched_setaffinity(h.pid, cores.parse_cpulist(handle.cores))
             if datapath == "user":
                 for intf in self.state.data["hosts"][h.name]["intfs"]:
                     # The userspace datapath drops frames with offloaded (missing) checksums.

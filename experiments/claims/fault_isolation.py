@@ -9,7 +9,7 @@ from typing import Any
 
 from experiments import drive, plots
 from experiments.base import Case, Experiment, say
-from experiments.faults import FaultLog, first, read_faults
+from experiments.faults import FaultEvent, FaultLog, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import percentile, read_openloop, rounded, success_rate
@@ -48,12 +48,25 @@ def read_cpu_stat(path: Path | None) -> dict[str, int]:
     return {k: int(v) for k, v in (ln.split() for ln in (path / "cpu.stat").read_text().splitlines() if ln.strip())}
 
 
-def throttled_fraction(before: dict[str, int], after: dict[str, int]) -> float | None:
-    """Share of CFS periods in which the cgroup ran out of quota, between two cpu.stat readings."""
-    periods = after.get("nr_periods", 0) - before.get("nr_periods", 0)
-    if periods <= 0:
-        return None
-    return (after.get("nr_throttled", 0) - before.get("nr_throttled", 0)) / periods
+def throttled_over(readings: list[dict[str, Any]], host: str) -> float | None:
+    """Share of CFS periods in which host's cgroup ran out of quota, over every overload window."""
+    periods = throttled = 0
+    starts = [r for r in readings if r["label"] == "overload_start"]
+    ends = [r for r in readings if r["label"] == "overload_end"]
+    for a, z in zip(starts, ends):
+        before, after = a["stat"].get(host, {}), z["stat"].get(host, {})
+        periods += after.get("nr_periods", 0) - before.get("nr_periods", 0)
+        throttled += after.get("nr_throttled", 0) - before.get("nr_throttled", 0)
+    return throttled / periods if periods > 0 else None
+
+
+def overloads(events: list[FaultEvent]) -> list[tuple[FaultEvent, FaultEvent]]:
+    """(overload_start, overload_end) marks of each overload, in order; ValueError if they do not pair up."""
+    starts = [e for e in events if e.action == "overload_start"]
+    ends = [e for e in events if e.action == "overload_end"]
+    if not starts or len(starts) != len(ends):
+        raise ValueError(f"faults.csv has {len(starts)} overload_start and {len(ends)} overload_end marks")
+    return list(zip(starts, ends))
 
 
 def partition(dbs: list[str], available: set[int] | None = None) -> dict[str, str]:
@@ -80,7 +93,7 @@ class FaultIsolation(Experiment):
     title = "Separate tiers isolate failures"
     statement = "Putting every component on every server couples their failures; separate servers isolate them."
     design = "distributed"
-    defaults = {"cpu": 0.1, "rate": 150.0, "before_s": 15.0, "overload_s": 15.0, "after_s": 15.0, "warmup_s": 1.0,
+    defaults = {"cpu": 0.1, "rate": 150.0, "calm_s": 8.0, "overload_s": 8.0, "cycles": 3, "warmup_s": 1.0,
                 "settle_s": 1.0, "burners": 4, "timeout": 5.0, "p99_ratio": 1.2, "healthy": 0.99,
                 "min_throttled": 0.5, "min_requests": 100, "partition": True}
     key_values = ("combined.p99_ratio", "separated.p99_ratio", "combined.during_p99_ms", "separated.during_p99_ms")
@@ -99,21 +112,21 @@ class FaultIsolation(Experiment):
     def rule_text(self, params: dict[str, Any]) -> str:
         p = {**self.params(), **params}
         return (f"static page /static/hello.txt at {p['rate']:g} req/s open loop (latency from the scheduled send); "
-                f"overload: {p['burners']} concurrent CPU-bound queries (SELECT BENCHMARK(.., SHA2(..))) in the "
-                f"MariaDB of every database server for {p['overload_s']:g} s, every server CPU-limited to "
-                f"{p['cpu']:g} of the machine"
+                f"{p['cycles']} overloads of {p['overload_s']:g} s between {p['cycles'] + 1} calm windows of "
+                f"{p['calm_s']:g} s (alternating, so slow drift of the machine falls on both alike); overload: "
+                f"{p['burners']} concurrent CPU-bound queries (SELECT BENCHMARK(.., SHA2(..))) in the MariaDB of "
+                f"every database server; every server CPU-limited to {p['cpu']:g} of the machine"
                 + (", the database servers on a CPU of their own and the rest of the lab on the others (the "
                    "closest this machine gets to servers of their own)" if p["partition"] else "")
-                + f". p99 and success without overload (before it, from {p['warmup_s']:g} s after the "
-                f"load starts, and after it, from {p['settle_s']:g} s after it ends: more samples, and drift shows) vs "
-                f"during the overload (from {p['settle_s']:g} s after it starts). combined: degrades - "
-                f"p99 during > {p['p99_ratio']:g}x without, or success drops by > 1 point; separated: unaffected - "
-                f"p99 during <= {p['p99_ratio']:g}x without and success >= {p['healthy']:.0%}, provided the p99 of "
-                f"the calm phases before and after differ by <= {p['p99_ratio']:g}x (else the run cannot resolve the "
-                f"tolerance: inconclusive). Inconclusive when success "
-                f"without overload < {p['healthy']:.0%}, < {p['min_requests']} requests in a phase, or the database servers' "
-                f"cgroups were throttled in < {p['min_throttled']:.0%} of CPU periods during the overload (it did "
-                f"not bite)")
+                + f". p99 and success in the calm windows (from {p['warmup_s']:g} s after the load starts and "
+                f"{p['settle_s']:g} s after each overload ends) vs during the overloads (from {p['settle_s']:g} s "
+                f"after each starts). combined: degrades - p99 during > {p['p99_ratio']:g}x calm, or success drops "
+                f"by > 1 point; separated: unaffected - p99 during <= {p['p99_ratio']:g}x calm and success >= "
+                f"{p['healthy']:.0%}, provided the p99 of the odd and the even calm windows differ by <= "
+                f"{p['p99_ratio']:g}x (else the run cannot resolve the tolerance: inconclusive). Inconclusive "
+                f"when calm success < {p['healthy']:.0%}, < {p['min_requests']} requests calm or during, or the "
+                f"database servers' cgroups were throttled in < {p['min_throttled']:.0%} of CPU periods during "
+                f"the overloads (they did not bite)")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         _, dbs, limited, url, _ = CASES[case.name]
@@ -124,103 +137,118 @@ class FaultIsolation(Experiment):
         def reading(label: str) -> None:
             cgroups["readings"].append({"label": label, "t": time.time(),
                                         "stat": {h: read_cpu_stat(cgroup_of(lab, h)) for h in limited}})
-        total = params["before_s"] + params["overload_s"] + params["after_s"]
+        cycles = int(params["cycles"])
+        total = params["calm_s"] * (cycles + 1) + params["overload_s"] * cycles
         csv_path = out / LOAD
         proc = drive.start_tool(lab, "client", "openloop", [
             "--url", url, "--rate", str(params["rate"]), "--duration", str(total), "--out", str(csv_path),
             "--timeout", str(params["timeout"])], out / "openloop.json")
-        burners = []
+        burners: list[Any] = []
         try:
             drive.wait_rows(csv_path, 1, timeout=10, proc=proc)
             with window(out, "load"):
-                drive.pause(params["before_s"])
-                reading("overload_start")
-                faults.mark("overload_start", ",".join(dbs), burn_sql(params["overload_s"]))
-                for db in dbs:
-                    svc = lab.service(db, "mariadb")
-                    for k in range(params["burners"]):
-                        log = open(out / f"burn-{db}-{k}.log", "w")
-                        try:
-                            burners.append(lab.popen(db, ["mariadb", "--no-defaults", f"--socket={svc.socket}",
-                                                          "-u", "root", "-e", burn_sql(params["overload_s"])],
-                                                     stdout=log, stderr=log, text=True))
-                        finally:
-                            log.close()
-                say(f"overload: {params['burners']} BENCHMARK queries in mariadb on {', '.join(dbs)} "
-                    f"for {params['overload_s']:g} s")
-                drive.pause(params["overload_s"])
-                reading("overload_end")
-                faults.mark("overload_end", ",".join(dbs))
-                for p in burners:  # max_statement_time ended the queries; the clients exit with that error
-                    drive.finish(p, 10, "mariadb burner client", terminate=p.poll() is None)
-                drive.pause(params["after_s"])
-                reading("end")
+                for k in range(cycles):
+                    drive.pause(params["calm_s"])
+                    reading("overload_start")
+                    faults.mark("overload_start", ",".join(dbs), burn_sql(params["overload_s"]))
+                    burners = self.burn(lab, dbs, out, k, params)
+                    say(f"overload {k + 1}/{cycles}: {params['burners']} BENCHMARK queries in mariadb on "
+                        f"{', '.join(dbs)} for {params['overload_s']:g} s")
+                    drive.pause(params["overload_s"])
+                    reading("overload_end")
+                    faults.mark("overload_end", ",".join(dbs))
+                    for p in burners:  # max_statement_time ended the queries; the clients exit with that error
+                        drive.finish(p, 10, "mariadb burner client", terminate=p.poll() is None)
+                # the last calm window runs until the load ends
         finally:
             for p in burners:
                 if p.poll() is None:
                     drive.finish(p, 5, "mariadb burner client", terminate=True)
-            drive.finish(proc, params["timeout"] + 10, "openloop")
+            drive.finish(proc, total + params["timeout"] + 10, "openloop")
+            reading("end")
             (out / CGROUPS).write_text(json.dumps(cgroups, indent=2) + "\n")
+
+    @staticmethod
+    def burn(lab: Any, dbs: list[str], out: Path, k: int, params: dict[str, Any]) -> list[Any]:
+        """Start the overload: concurrent BENCHMARK queries in every database server's MariaDB."""
+        procs = []
+        for db in dbs:
+            svc = lab.service(db, "mariadb")
+            for n in range(params["burners"]):
+                with open(out / f"burn-{db}-{k}-{n}.log", "w") as log:
+                    procs.append(lab.popen(db, ["mariadb", "--no-defaults", f"--socket={svc.socket}", "-u", "root",
+                                                "-e", burn_sql(params["overload_s"])], stdout=log, stderr=log,
+                                           text=True))
+        return procs
+
+    @staticmethod
+    def windows(rows: list, events: list, params: dict[str, Any]) -> tuple[list[list], list[list]]:
+        """The requests of each calm window and of each overload window, by scheduled send time."""
+        starts, ends = zip(*overloads(events))
+        t_load = min(r.t_sched for r in rows)
+        calm_bounds = [(t_load + params["warmup_s"], starts[0].t_begin)]
+        calm_bounds += [(e.t_end + params["settle_s"], s.t_begin) for e, s in zip(ends, starts[1:])]
+        calm_bounds.append((ends[-1].t_end + params["settle_s"], float("inf")))
+        during_bounds = [(s.t_end + params["settle_s"], e.t_begin) for s, e in zip(starts, ends)]
+
+        def pick(a: float, z: float) -> list:
+            return [r for r in rows if a <= r.t_sched < z]
+        return [pick(a, z) for a, z in calm_bounds], [pick(a, z) for a, z in during_bounds]
 
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
         rule = self.rule_text(params)
         _, dbs, _, url, expect = CASES[case.name]
         events = read_faults(raw / "faults.csv")
-        start, end = first(events, "overload_start"), first(events, "overload_end")
-        if start is None or end is None:
-            raise ValueError("faults.csv lacks overload_start/overload_end")
         rows = read_openloop(raw / LOAD)
         t_load = min(r.t_sched for r in rows)
         rows = read_openloop(raw / LOAD, drain_end=max(r.t_recv for r in rows) + params["timeout"])
-        before = [r for r in rows if t_load + params["warmup_s"] <= r.t_sched < start.t_begin]
-        during = [r for r in rows if start.t_end + params["settle_s"] <= r.t_sched < end.t_begin]
-        after = [r for r in rows if r.t_sched >= end.t_end + params["settle_s"]]
-        calm = before + after  # the baseline: the same load without the overload, on both sides of it
+        calm_w, during_w = self.windows(rows, events, params)
+        calm = [r for w in calm_w for r in w]
+        during = [r for w in during_w for r in w]
 
         def p99(rs: list) -> float:
-            return percentile([r.latency for r in rs], 99) * 1000
+            return percentile([r.latency for r in rs], 99) * 1000 if rs else float("nan")
 
         def p50(rs: list) -> float:
-            return percentile([r.latency for r in rs], 50) * 1000
+            return percentile([r.latency for r in rs], 50) * 1000 if rs else float("nan")
         cg = json.loads((raw / CGROUPS).read_text())
-        marks = {r["label"]: r["stat"] for r in cg["readings"]}
-        throttled = {h: throttled_fraction(marks.get("overload_start", {}).get(h, {}), marks.get("overload_end", {}).get(h, {}))
-                     for h in cg["hosts"]}
+        throttled = {h: throttled_over(cg["readings"], h) for h in cg["hosts"]}
+        even = [r for w in calm_w[0::2] for r in w]
+        odd = [r for w in calm_w[1::2] for r in w]
         m: dict[str, Any] = {
-            "url": url, "db_hosts": dbs, "requests": len(rows),
-            "before_requests": len(before), "during_requests": len(during), "after_requests": len(after),
-            "before_success": rounded(success_rate(before)), "during_success": rounded(success_rate(during)),
-            "after_success": rounded(success_rate(after)),
-            "before_p50_ms": rounded(p50(before), 3), "during_p50_ms": rounded(p50(during), 3),
-            "before_p99_ms": rounded(p99(before), 3), "during_p99_ms": rounded(p99(during), 3),
-            "after_p99_ms": rounded(p99(after), 3), "baseline_p99_ms": rounded(p99(calm), 3),
-            "baseline_success": rounded(success_rate(calm)),
+            "url": url, "db_hosts": dbs, "requests": len(rows), "overloads": len(during_w),
+            "calm_requests": len(calm), "during_requests": len(during),
+            "calm_success": rounded(success_rate(calm)), "during_success": rounded(success_rate(during)),
+            "calm_p50_ms": rounded(p50(calm), 3), "during_p50_ms": rounded(p50(during), 3),
+            "baseline_p99_ms": rounded(p99(calm), 3), "during_p99_ms": rounded(p99(during), 3),
+            "window_p99_ms": [[kind, rounded(p99(w), 3)] for pair in zip(calm_w, during_w + [[]])
+                              for kind, w in zip(("calm", "overload"), pair) if w],
             "throttled_fraction": {h: rounded(f, 3) if f is not None else None for h, f in throttled.items()},
             "cores": cg.get("cores") or {}}
         ratio = p99(during) / p99(calm) if calm and during and p99(calm) > 0 else float("nan")
         m["p99_ratio"] = rounded(ratio, 3)
+        # the measurement's own resolution: calm windows whose p99 differ by more than the tolerance
+        # cannot tell a 20% change from noise (a busy spell of the machine, of the generator)
+        calm_ratio = max(p99(even), p99(odd)) / min(p99(even), p99(odd)) if even and odd else float("nan")
+        m["calm_p99_ratio"] = rounded(calm_ratio, 3)
         png = plots.series_timeline(
             {"latency of each request (ms)": ([r.t_sched for r in rows], [r.latency * 1000 for r in rows])},
             plots_dir / f"{case.name}-static-latency.png",
             f"C13 {case.name}: static page latency, database overloaded (shaded)", "latency from schedule (ms)",
-            t_load, windows=[(start.t_begin, end.t_end, "db CPU overload")], log=True,
+            t_load, windows=[(s.t_begin, e.t_end, "db CPU overload") for s, e in overloads(events)], log=True,
             styles={"latency of each request (ms)": "."})
         bars = self.bars_plot(raw.parent, params, plots_dir)
         v = Verdict("inconclusive", rule, m, plots=[str(png), str(bars)])
         if len(calm) < params["min_requests"] or len(during) < params["min_requests"]:
-            v.reasons.append(f"too few requests (without overload {len(calm)}, during {len(during)})")
+            v.reasons.append(f"too few requests (calm {len(calm)}, during {len(during)})")
             return v
         if success_rate(calm) < params["healthy"]:
-            v.reasons.append(f"the site was not healthy before the overload ({m['before_success']})")
+            v.reasons.append(f"the site was not healthy without the overload ({m['calm_success']})")
             return v
-        # the measurement's own resolution: two calm phases whose p99 differ by more than the tolerance
-        # cannot tell a 20% change from noise (a run of a busy machine, a slow spell of the generator)
-        calm_ratio = max(p99(before), p99(after)) / min(p99(before), p99(after)) if before and after else float("nan")
-        m["calm_p99_ratio"] = rounded(calm_ratio, 3)
         if expect == "unaffected" and not calm_ratio <= params["p99_ratio"]:
-            v.reasons.append(f"p99 before ({m['before_p99_ms']} ms) and after ({m['after_p99_ms']} ms) the overload "
-                             f"differ by x{m['calm_p99_ratio']} > {params['p99_ratio']:g}: the run cannot resolve a "
-                             f"{params['p99_ratio'] - 1:.0%} change")
+            v.reasons.append(f"p99 of the odd and even calm windows ({rounded(p99(even), 3)}, {rounded(p99(odd), 3)} "
+                             f"ms) differ by x{m['calm_p99_ratio']} > {params['p99_ratio']:g}: the run cannot "
+                             f"resolve a {params['p99_ratio'] - 1:.0%} change")
             return v
         bit = [h for h in dbs if (throttled.get(h) or 0) >= params["min_throttled"]]
         if len(bit) < len(dbs):
@@ -237,26 +265,25 @@ class FaultIsolation(Experiment):
                       success_rate(during) >= params["healthy"]}
         v.verdict = "supported" if all(checks.values()) else "refuted"
         v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
-        v.reasons.append(f"database cgroups throttled in {m['throttled_fraction']} of CPU periods during the overload")
+        v.reasons.append(f"database cgroups throttled in {m['throttled_fraction']} of CPU periods during the overloads")
         return v
 
     def bars_plot(self, raw_dir: Path, params: dict[str, Any], plots_dir: Path) -> Path:
-        """p50/p99 before and during the overload for every case that ran (from each case's raw data)."""
+        """p50/p99 without and during the overloads for every case that ran (from each case's raw data)."""
         groups: dict[str, dict[str, float]] = {}
         for name in CASES:
-            path = raw_dir / name / LOAD
-            if not path.exists() or not (raw_dir / name / "faults.csv").exists():
+            path, faults_csv = raw_dir / name / LOAD, raw_dir / name / "faults.csv"
+            rows = read_openloop(path) if path.exists() and faults_csv.exists() else []
+            try:
+                calm_w, during_w = self.windows(rows, read_faults(faults_csv), params) if rows else ([], [])
+            except ValueError:
                 continue
-            ev = read_faults(raw_dir / name / "faults.csv")
-            s, e = first(ev, "overload_start"), first(ev, "overload_end")
-            rows = read_openloop(path)
-            if s is None or e is None or not rows:
+            calm = [r.latency * 1000 for w in calm_w for r in w if r.ok]
+            during = [r.latency * 1000 for w in during_w for r in w if r.ok]
+            if not calm or not during:
                 continue
-            t0 = min(r.t_sched for r in rows)
-            b = [r.latency * 1000 for r in rows if r.ok and (t0 + params["warmup_s"] <= r.t_sched < s.t_begin
-                                                              or r.t_sched >= e.t_end + params["settle_s"])]
-            d = [r.latency * 1000 for r in rows if s.t_end + params["settle_s"] <= r.t_sched < e.t_begin and r.ok]
-            groups[f"{name}\np50"] = {"without overload": percentile(b, 50), "during overload": percentile(d, 50)}
-            groups[f"{name}\np99"] = {"without overload": percentile(b, 99), "during overload": percentile(d, 99)}
+            for q in (50, 99):
+                groups[f"{name}\np{q}"] = {"without overload": percentile(calm, q),
+                                           "during overload": percentile(during, q)}
         return plots.grouped_bars(groups, plots_dir / "static-latency.png",
                                   "C13 static page latency, without vs during the database overload", "ms", log=True)

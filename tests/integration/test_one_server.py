@@ -98,6 +98,8 @@ def test_cores_put_the_server_on_its_cpu_and_the_rest_of_the_lab_on_the_others(d
     for kind in ("mariadb", "webapp", "nginx"):  # every thread and child of each daemon (nginx workers too)
         assert cpus_of(service_info(detached_lab, "server1", kind)["pid"]) == {"1"}, kind
     assert cpus_of(service_info(detached_lab, "dns", "dns")["pid"]) == {"0"}
+    assert cpus_of(detached_lab["hosts"]["server1"]["pid"]) == {"1"}  # the host's shell (Mininet's CLI)
+    assert cpus_of(detached_lab["hosts"]["client"]["pid"]) == {"0"}
     own = {p["name"]: p["pid"] for p in detached_lab["processes"]}
     for name in ("ovs-vswitchd", "ovsdb-server", "controller"):
         assert cpus_of(own[name]) == {"0"}, name

@@ -17,14 +17,18 @@ def faults(case_dir: Path, events: list[tuple[float, float, str, str, int, str]]
 
 # ---- C13 fault-isolation ---------------------------------------------------------------------------
 def fi_case(tmp: Path, case: str, lat_calm: float = 0.002, lat_during: float = 0.002, ok_during: bool = True,
-            throttled: float = 0.95, busy: float = 0.4, spike: float | None = None, lat_after: float | None = None):
-    """24 s of 40 req/s; overload 8..16 s; latency lat_calm outside, lat_during inside (a few 2x spikes everywhere)."""
+            throttled: float = 0.95, busy: float = 0.4, spike: float | None = None, lat_odd: float | None = None,
+            cycles: int = 3):
+    """40 req/s; calm 8 s, overload 8 s, alternating (`cycles` overloads); latency lat_calm in calm windows
+    (lat_odd in the odd ones, if given), lat_during inside the overloads; a few 2x spikes everywhere."""
     exp, raw, d = new_case(tmp, "fault-isolation", case)
+    span = 8 * (2 * cycles + 1)
+    marks = [(T0 + 8 * (2 * k + 1), T0 + 8 * (2 * k + 2)) for k in range(cycles)]
     rows = []
-    for i in range(int(24 * 40)):
+    for i in range(span * 40):
         t = T0 + i / 40
-        inside = T0 + 8 <= t < T0 + 16
-        calm = lat_after if lat_after is not None and t >= T0 + 16 else lat_calm
+        inside = any(a <= t < z for a, z in marks)
+        calm = lat_odd if lat_odd is not None and int((t - T0) // 16) % 2 == 1 else lat_calm
         lat = (lat_during if inside else calm) * (2 if i % 50 == 0 else 1)
         if spike and inside and i % 40 == 0:
             lat = spike
@@ -32,13 +36,17 @@ def fi_case(tmp: Path, case: str, lat_calm: float = 0.002, lat_during: float = 0
         rows.append([i, f"{t:.6f}", f"{t:.6f}", f"{t + lat:.6f}", 200 if good else "", int(good),
                      "" if good else "timeout"])
     write_csv(d / "openloop.csv", ["i", "t_sched", "t_send", "t_recv", "status", "ok", "error"], rows)
-    faults(d, [(T0 + 8, T0 + 8.01, "overload_start", "db", 1, ""), (T0 + 16, T0 + 16.01, "overload_end", "db", 1, "")])
+    faults(d, [ev for a, z in marks for ev in ((a, a + 0.01, "overload_start", "db", 1, ""),
+                                                (z, z + 0.01, "overload_end", "db", 1, ""))])
     dbs = ["server1", "server2"] if case == "combined" else ["db1", "db2"]
     stat = lambda n, th: {"nr_periods": n, "nr_throttled": th, "throttled_time": 0}  # noqa: E731
-    (d / "cgroups.json").write_text(json.dumps({"hosts": {h: f"/x/{h}" for h in dbs}, "readings": [
-        {"label": "overload_start", "t": T0 + 8, "stat": {h: stat(100, 0) for h in dbs}},
-        {"label": "overload_end", "t": T0 + 16, "stat": {h: stat(180, int(80 * throttled)) for h in dbs}}]}))
-    write_cpu(d, T0, T0 + 24, busy)
+    readings = []
+    for k, (a, z) in enumerate(marks):
+        readings.append({"label": "overload_start", "t": a, "stat": {h: stat(200 * k, int(80 * throttled) * k) for h in dbs}})
+        readings.append({"label": "overload_end", "t": z,
+                         "stat": {h: stat(200 * k + 80, int(80 * throttled) * (k + 1)) for h in dbs}})
+    (d / "cgroups.json").write_text(json.dumps({"hosts": {h: f"/x/{h}" for h in dbs}, "readings": readings}))
+    write_cpu(d, T0, T0 + span, busy)
     return exp, raw
 
 
@@ -51,13 +59,27 @@ def fi_case(tmp: Path, case: str, lat_calm: float = 0.002, lat_during: float = 0
     ("separated", {"ok_during": False}, "refuted"),
     ("separated", {"throttled": 0.2}, "inconclusive"),            # the overload did not bite
     ("combined", {"lat_during": 0.030, "busy": 0.99}, "inconclusive"),  # the machine saturated
-    ("separated", {"lat_after": 0.003}, "inconclusive"),         # calm phases 50% apart: 20% not resolvable
-    ("separated", {"lat_after": 0.0023, "lat_during": 0.0022}, "supported"),  # calm phases 15% apart: fine
+    ("separated", {"lat_odd": 0.003}, "inconclusive"),            # calm windows 50% apart: 20% not resolvable
+    ("separated", {"lat_odd": 0.0023, "lat_during": 0.0022}, "supported"),  # calm windows 15% apart: fine
+    ("separated", {"cycles": 1, "lat_during": 0.0023}, "supported"),  # one overload between two calm windows
 ])
 def test_fault_isolation_rule(tmp_path, case, kw, expect):
     exp, raw = fi_case(tmp_path, case, **kw)
     v = exp.analyse(raw)
     assert v.verdict == expect, (v.reasons, v.measured)
+
+
+def test_fault_isolation_windows_alternate_and_skip_the_transients(tmp_path):
+    exp, raw = fi_case(tmp_path, "separated", lat_during=0.006)
+    m = exp.analyse(raw).measured
+    assert m["overloads"] == 3
+    kinds = [k for k, _ in m["window_p99_ms"]]
+    assert kinds == ["calm", "overload"] * 3 + ["calm"]
+    assert all((p99 > 5) == (k == "overload") for k, p99 in m["window_p99_ms"])
+    # calm: 7 s after the warm-up + 3 x 6.99 s from 1 s after each overload_end mark (10 ms long) ends;
+    # during: 3 x 6.99 s, from 1 s after each overload_start mark ends, to the overload_end mark
+    assert (m["calm_requests"], m["during_requests"]) == (280 + 3 * 279, 3 * 279)
+    assert m["throttled_fraction"] == {"db1": 0.95, "db2": 0.95}
 
 
 def test_fault_isolation_gives_the_database_tier_a_cpu_of_its_own():

@@ -157,3 +157,14 @@ def test_cores_are_checked_before_anything_starts(run_root, monkeypatch, capsys)
     assert cli.main(["up", "one-server", "--cores", "server1=4096"]) == 2
     assert "are not available here" in capsys.readouterr().err
     assert not any(run_root.iterdir()) if run_root.exists() else True
+
+
+def test_status_shows_each_hosts_cpu_quota_and_cores():
+    data = {"run_id": "r1", "design": "scaled", "status": "ready", "datapath": "user",
+            "hosts": {"db1": {"role": "db", "ips": ["10.0.2.31"]}, "web1": {"role": "web", "ips": ["10.0.1.11"]},
+                      "client": {"role": "client", "ips": ["10.0.0.100"]}},
+            "services": [{"host": "db1", "kind": "mariadb"}], "cpu": {"db1": 0.1}, "cores": {"db1": "1", "*": "0"}}
+    lines = cli.describe(data).splitlines()
+    assert lines[1].endswith("mariadb  [cpu quota 0.1, on CPU 1]")
+    assert lines[2].endswith("[on CPU 0]") and lines[3].endswith("[on CPU 0]")
+    assert "[" not in cli.describe({**data, "cpu": {}, "cores": {}})
