@@ -84,5 +84,7 @@ def combine(parts: list[tuple[str, Verdict]]) -> Verdict:
         plots += [p for p in v.plots if p not in plots]
         if v.error:
             errors.append(f"{name}: {v.error}")
-    rule = "; ".join(f"{name}: {v.rule}" for name, v in parts)
+    rules = list(dict.fromkeys(v.rule for _, v in parts))
+    # one rule text for the whole claim (it names each case's expectation) is stated once
+    rule = rules[0] if len(rules) == 1 else "; ".join(f"{name}: {v.rule}" for name, v in parts)
     return Verdict(verdict, rule, measured, reasons, plots, error="\n".join(errors) or None)

@@ -415,9 +415,15 @@ def lab_factory_holding(lock):
 def cmd_run(args) -> int:
     from experiments import registry, runner
     if args.analyse_only:
-        verdict = runner.analyse(Path(args.analyse_only))
+        run_dir = Path(args.analyse_only)
+        if not (run_dir / "raw").is_dir():
+            raise WeblabError(f"{run_dir} is not a finished run: it has no raw/ folder (a run is a folder "
+                              f"results/SLUG/RUN-ID, as `weblab run` prints it)")
+        verdict = runner.analyse(run_dir)
         print(f"{args.analyse_only}: {verdict.verdict} (plots and verdict.json redrawn from raw/)")
         return 0
+    if not args.slugs:
+        raise WeblabError("which claims? weblab run SLUG [SLUG ...] (or all; the slugs: weblab list)")
     try:
         slugs = registry.expand(args.slugs)  # unknown slugs: an error naming the known ones, before any lab
     except KeyError as e:
@@ -519,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     lbp.set_defaults(fn=cmd_lb)
 
     run = sub.add_parser("run", help="run experiments: weblab run SLUG ... | all")
-    run.add_argument("slugs", nargs="+")
+    run.add_argument("slugs", nargs="*", help="claims to run (slugs, or all); none with --analyse-only")
     run.add_argument("--repeat", type=int, default=1)
     run.add_argument("--out", default="results")
     run.add_argument("--junit")

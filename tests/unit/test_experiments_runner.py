@@ -164,6 +164,7 @@ def test_combine_halves() -> None:
     c = combine([("one-server", a), ("distributed", b)])
     assert c.verdict == "refuted" and c.measured == {"one-server.x": 1, "distributed.x": 2}
     assert c.rule == "one-server: r1; distributed: r2"
+    assert combine([("one-server", a), ("distributed", Verdict("refuted", "r1", {}, []))]).rule == "r1"
     assert combine([("a", a), ("b", Verdict("inconclusive", "r", {}, []))]).verdict == "inconclusive"
     with pytest.raises(ValueError):
         Verdict("maybe", "r")

@@ -168,3 +168,10 @@ def test_status_shows_each_hosts_cpu_quota_and_cores():
     assert lines[1].endswith("mariadb  [cpu quota 0.1, on CPU 1]")
     assert lines[2].endswith("[on CPU 0]") and lines[3].endswith("[on CPU 0]")
     assert "[" not in cli.describe({**data, "cpu": {}, "cores": {}})
+
+
+def test_run_without_claims_or_with_a_wrong_run_dir_says_what_to_give(tmp_path, capsys):
+    assert cli.main(["run"]) == 2
+    assert "which claims? weblab run SLUG" in capsys.readouterr().err
+    assert cli.main(["run", "--analyse-only", str(tmp_path)]) == 2
+    assert "is not a finished run: it has no raw/ folder" in capsys.readouterr().err
