@@ -10,12 +10,12 @@ push the whole machine past 95% on its own.
 from __future__ import annotations
 
 import csv
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from experiments.background import Background
 from experiments.verdict import INCONCLUSIVE, Verdict
 
 CPU_FILE = "cpu.csv"
@@ -35,24 +35,18 @@ def read_proc_stat(path: Path = Path("/proc/stat")) -> tuple[int, int]:
     return total - idle, total
 
 
-class CpuSampler:
+class CpuSampler(Background):
     """Context manager: a daemon thread appending 't,busy' (busy fraction 0..1) to a CSV."""
 
+    thread_name = "cpu-sampler"
+
     def __init__(self, path: Path, interval: float = 0.25, stat: Path = Path("/proc/stat")):
+        super().__init__()
         self.path, self.interval, self.stat = Path(path), interval, stat
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "CpuSampler":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+        return super().__enter__()
 
     def _loop(self) -> None:
         with open(self.path, "w", newline="") as f:

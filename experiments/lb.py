@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import drive
+from experiments.background import Background
 from experiments.load import run_wrk
 
 LB_HOST = "lb1"
@@ -38,24 +38,15 @@ def servers_of(lab: Any) -> list[str]:
 
 
 # --- HAProxy state, polled --------------------------------------------------------------------
-class StateWatch:
+class StateWatch(Background):
     """Context manager: a thread polling HAProxy's `show stat` and logging every server change to lbstate.csv."""
 
+    thread_name = "haproxy-state"
+
     def __init__(self, hap: Any, path: Path, interval: float = 0.05):
+        super().__init__()
         self.hap, self.path, self.interval = hap, Path(path), interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.error = ""
-
-    def __enter__(self) -> "StateWatch":
-        self._thread = threading.Thread(target=self._loop, name="haproxy-state", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
 
     def _loop(self) -> None:
         from hostapps.haproxy import backend_stats

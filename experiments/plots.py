@@ -1,4 +1,4 @@
-"""PNG plots drawn from raw data only (Agg backend): availability timeline, load curves, packet sequence."""
+"""PNG plots drawn from raw data only (Agg backend): timelines, load curves, packet sequences, bars, CDFs, scan matrices."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +13,9 @@ from experiments.capture import PacketEvent  # noqa: E402
 from experiments.stats import Request  # noqa: E402
 
 Window = tuple[float, float, str]  # (t_start, t_end, label) in wall-clock seconds
+COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"]
+STATE_COLOURS = {"open": "#cf222e", "closed": "#8c959f", "filtered": "#1a7f37", "open|filtered": "#bf8700",
+                 "no-route": "#d0d7de"}
 
 
 def _save(fig: plt.Figure, out: Path) -> Path:
@@ -118,8 +121,9 @@ def table(rows: Sequence[Sequence[object]], columns: Sequence[str], out: Path, t
 
 
 def grouped_bars(groups: dict[str, dict[str, float]], out: Path, title: str, ylabel: str,
-                 log: bool = False) -> Path:
-    """One group of bars per key of groups (e.g. a URL), one bar per series (e.g. a mode)."""
+                 log: bool = False, ref: float | None = None, ref_label: str = "") -> Path:
+    """One group of bars per key of groups (e.g. a URL), one bar per series (e.g. a mode); ref: a
+    horizontal reference line (e.g. a fair share)."""
     names = list(groups)
     series = list(dict.fromkeys(s for g in groups.values() for s in g))
     width = 0.8 / max(1, len(series))
@@ -127,9 +131,11 @@ def grouped_bars(groups: dict[str, dict[str, float]], out: Path, title: str, yla
     for k, s in enumerate(series):
         xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(names))]
         ys = [groups[n].get(s, 0.0) or 0.0 for n in names]
-        bars = ax.bar(xs, ys, width, label=s)
+        bars = ax.bar(xs, ys, width, label=s, color=COLOURS[k % len(COLOURS)])
         ax.bar_label(bars, fmt="%.3g", fontsize=7)
     ax.set_xticks(range(len(names)), names, fontsize=8)
+    if ref is not None:
+        ax.axhline(ref, ls=":", color="grey", label=ref_label or None)
     if log:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
@@ -170,21 +176,24 @@ def series_timeline(series: dict[str, tuple[Sequence[float], Sequence[float]]], 
     return _save(fig, out)
 
 
-def cdf(values: Sequence[float], out: Path, title: str, xlabel: str,
+def cdf(series: dict[str, Sequence[float]], out: Path, title: str, xlabel: str, log_x: bool = False,
         bounds: Sequence[tuple[float, str]] = ()) -> Path:
-    """Empirical CDF of values (each one a step), with vertical bounds marked."""
-    xs = sorted(values)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    if xs:
-        ax.step(xs + [xs[-1]], [i / len(xs) for i in range(len(xs) + 1)], where="post", marker="o", ms=3)
+    """Empirical CDF of each series (e.g. latency in ms), with vertical bounds (targets, percentiles)."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for j, (name, values) in enumerate(series.items()):
+        xs = sorted(values)
+        if xs:
+            ax.step(xs, [(i + 1) / len(xs) for i in range(len(xs))], where="post", label=f"{name} (n={len(xs)})",
+                    color=COLOURS[j % len(COLOURS)], marker="o" if len(xs) <= 50 else None, ms=3)
     for x, label in bounds:
         ax.axvline(x, color="tab:red", ls="--", lw=1, label=label)
-    ax.set_ylim(0, 1.05)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"fraction (n={len(xs)})")
+    ax.set_ylabel("fraction <= x")
     ax.set_title(title)
-    if bounds:
-        ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     return _save(fig, out)
 
 
@@ -196,4 +205,48 @@ def histogram(values: Sequence[float], out: Path, title: str, xlabel: str, bins:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"count (n={len(values)})")
     ax.set_title(title)
+    return _save(fig, out)
+
+
+def served_timeline(points: Sequence[tuple[float, str, bool]], servers: Sequence[str], out: Path, title: str,
+                    windows: Sequence[tuple[float, float, str]] = (), marks: Sequence[tuple[float, str]] = (),
+                    t0: float | None = None) -> Path:
+    """Each request as a dot on the row of the server that answered it (failures on their own row)."""
+    rows = list(servers) + ["failed"]
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(rows)))
+    base = t0 if t0 is not None else (min(p[0] for p in points) if points else 0.0)
+    for j, name in enumerate(rows):
+        xs = [t - base for t, who, ok in points if (name == "failed" and not ok) or (ok and who == name)]
+        ax.scatter(xs, [j] * len(xs), s=6, marker="|", color="tab:red" if name == "failed" else COLOURS[j % len(COLOURS)])
+    for i, (a, z, label) in enumerate(windows):
+        ax.axvspan(a - base, z - base, color=("tab:red", "tab:grey", "tab:olive")[i % 3], alpha=0.14,
+                   label=label if i < 4 else None)
+    for t, label in marks:
+        ax.axvline(t - base, ls="--", lw=1, color="tab:blue")
+        ax.text(t - base, len(rows) - 0.6, label, rotation=90, fontsize=7, va="top", ha="right", color="tab:blue")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title)
+    if windows:
+        ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, out)
+
+
+def scan_matrix(cells: dict[tuple[str, str], str], out: Path, title: str) -> Path:
+    """Rows = 'source -> target', columns = 'proto/port', each cell coloured by the scan state."""
+    rows = sorted({r for r, _ in cells})
+    cols = sorted({c for _, c in cells}, key=lambda c: (c.split("/")[0], int(c.split("/")[1])))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.62 * len(cols), 1.0 + 0.42 * len(rows)))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            st = cells.get((r, c), "")
+            ax.add_patch(plt.Rectangle((j, i), 1, 1, color=STATE_COLOURS.get(st, "white"), ec="white"))
+            ax.text(j + 0.5, i + 0.5, {"open": "OPEN", "open|filtered": "o|f", "no-route": "-"}.get(st, st[:4]),
+                    ha="center", va="center", fontsize=6, color="white" if st in ("open", "filtered") else "black")
+    ax.set_xlim(0, len(cols))
+    ax.set_ylim(len(rows), 0)
+    ax.set_xticks([j + 0.5 for j in range(len(cols))], cols, rotation=60, fontsize=7)
+    ax.set_yticks([i + 0.5 for i in range(len(rows))], rows, fontsize=7)
+    ax.set_title(title, fontsize=9)
     return _save(fig, out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from experiments import charts, drive, lb
+from experiments import drive, lb, plots
 from experiments.lb import settle
 from experiments.base import Case, Experiment, say
 from experiments.faults import FaultLog, first, read_faults
@@ -95,9 +95,9 @@ class ActivePassive(Experiment):
             ok = [r for r in rows if r.ok]
             m["shares"] = {k: rounded(x, 4) for k, x in lb.shares([r.served_by for r in ok], servers).items()}
             m["success"] = rounded(success_rate(rows))
-            v.plots = [str(charts.served_timeline([(r.t_send, r.served_by, r.ok) for r in rows], servers,
-                                                  plots_dir / "active-active-served.png",
-                                                  "C6 active-active: which server answered each probe request"))]
+            v.plots = [str(plots.served_timeline([(r.t_send, r.served_by, r.ok) for r in rows], servers,
+                                                 plots_dir / "active-active-served.png",
+                                                 "C6 active-active: which server answered each probe request"))]
             if len(rows) < params["min_requests"] or success_rate(rows) < params["healthy"]:
                 v.reasons.append(f"the site was not healthy ({len(rows)} requests, success {m['success']})")
                 return v
@@ -119,10 +119,10 @@ class ActivePassive(Experiment):
                   "failures_during_takeover": sum(not r.ok for r in rows if kill.t_begin <= r.t_send < detected.t_end),
                   "failback_active_share": rounded(lb.shares([r.served_by for r in back], servers)[ACTIVE], 4) if back else None})
         marks = [(kill.t_begin, "kill"), (detected.t_end, "DOWN"), (restore.t_end, "restored")]
-        v.plots = [str(charts.served_timeline([(r.t_send, r.served_by, r.ok) for r in rows], servers,
-                                              plots_dir / "active-passive-served.png",
-                                              "C6 active-passive: which server answered each probe request",
-                                              windows=[(kill.t_begin, restore.t_end, f"{ACTIVE} nginx killed")], marks=marks))]
+        v.plots = [str(plots.served_timeline([(r.t_send, r.served_by, r.ok) for r in rows], servers,
+                                             plots_dir / "active-passive-served.png",
+                                             "C6 active-passive: which server answered each probe request",
+                                             windows=[(kill.t_begin, restore.t_end, f"{ACTIVE} nginx killed")], marks=marks))]
         if not kill.ok or not restore.ok:
             v.reasons.append("the kill or the restore failed")
             return v

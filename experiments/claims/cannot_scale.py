@@ -258,7 +258,6 @@ class CannotScale(Experiment):
 
 def capacity_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path | None:
     """Capacity against the number of servers (every distributed-N case present in raw/), with linear scaling."""
-    from experiments import charts
     caps: dict[str, float] = {}
     for d in sorted(raw_dir.glob("distributed-*")):
         if (d / CAPACITY_WRK).exists():
@@ -270,7 +269,7 @@ def capacity_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path | No
     if not caps:
         return None
     one = caps.get("1")
-    return charts.grouped_bars({f"{n} server(s)": {"capacity (ok req/s)": c, **({"linear: n x capacity(1)": one * int(n)} if one else {})}
-                                for n, c in sorted(caps.items())}, out,
-                               f"C3 cannot-scale: capacity behind HAProxy, /work?ms={params['work_ms']}, "
-                               f"cpu {params['dist_cpu']:g} of the machine per server", "req/s")
+    return plots.grouped_bars({f"{n} server(s)": {"capacity (ok req/s)": c, **({"linear: n x capacity(1)": one * int(n)} if one else {})}
+                               for n, c in sorted(caps.items())}, out,
+                              f"C3 cannot-scale: capacity behind HAProxy, /work?ms={params['work_ms']}, "
+                              f"cpu {params['dist_cpu']:g} of the machine per server", "req/s")

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from experiments import charts, drive
+from experiments import drive, plots
 from experiments.base import Case, Experiment, say
 from experiments.fidelity import window
 from experiments.registry import register
@@ -102,7 +102,7 @@ class Firewall(Experiment):
                              "scapy_nmap_disagreements": disagree, "listening": {h: sorted(p) for h, p in exposed.items() if p},
                              "rule_packets_during_scans": counters}
         cells = {(f"{s['source']} -> {s['target']}", f"{s['proto']}/{s['port']}"): s["state"] for s in scans}
-        v = Verdict(INCONCLUSIVE, rule, m, plots=[str(charts.scan_matrix(
+        v = Verdict(INCONCLUSIVE, rule, m, plots=[str(plots.scan_matrix(
             cells, plots_dir / f"{case.name}-scan.png", f"C9 {case.name}: Scapy SYN/UDP scan (red = open)"))])
         if disagree:
             v.reasons.append(f"Scapy and nmap disagree on {len(disagree)} port(s): {disagree[:3]}")

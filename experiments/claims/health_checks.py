@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from experiments import charts, drive, lb, plots
+from experiments import drive, lb, plots
 from experiments.base import Case, Experiment, say
 from experiments.faults import FaultLog, first, read_faults
 from experiments.fidelity import window
@@ -113,10 +113,10 @@ class HealthChecks(Experiment):
         v.plots = [str(plots.availability(rows, windows, plots_dir / f"{case.name}-availability.png",
                                           f"C5 health-checks ({case.name}): probe every {params['interval'] * 1000:.0f} ms",
                                           marks=marks)),
-                   str(charts.served_timeline([(r.t, r.server, r.status < 500) for r in log], ["server1", "server2"],
-                                              plots_dir / f"{case.name}-haproxy-routing.png",
-                                              f"C5 ({case.name}): every request as HAProxy logged it, by server",
-                                              windows=windows, marks=marks))]
+                   str(plots.served_timeline([(r.t, r.server, r.status < 500) for r in log], ["server1", "server2"],
+                                             plots_dir / f"{case.name}-haproxy-routing.png",
+                                             f"C5 ({case.name}): every request as HAProxy logged it, by server",
+                                             windows=windows, marks=marks))]
         if not kill.ok or (restore is not None and not restore.ok):
             v.reasons.append(f"the kill or the restore failed: {kill.detail or (restore.detail if restore else '')}")
             return v

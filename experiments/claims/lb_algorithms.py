@@ -5,7 +5,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from experiments import charts, lb
+from experiments import lb, plots
 from experiments.base import Case, Experiment, read_lab_info, say
 from experiments.fidelity import window
 from experiments.registry import register
@@ -123,10 +123,10 @@ class LbAlgorithms(Experiment):
                              "backend_shares": {k: rounded(x, 4) for k, x in share.items()},
                              "client_seen_shares": {k: rounded(x, 4) for k, x in client_share.items()},
                              "share_max_deviation": rounded(dev, 4), "shares_success": rounded(ok_rate, 4)}
-        plots = [str(charts.grouped_bars({case.name: share}, plots_dir / f"{case.name}-shares.png",
-                                         f"C4 {case.name}: share of {len(logged)} requests per backend (HAProxy log)",
-                                         "share of requests", ref=1 / len(servers), ref_label="1/n"))]
-        v = Verdict(INCONCLUSIVE, rule, m, plots=plots)
+        pngs = [str(plots.grouped_bars({case.name: share}, plots_dir / f"{case.name}-shares.png",
+                                       f"C4 {case.name}: share of {len(logged)} requests per backend (HAProxy log)",
+                                       "share of requests", ref=1 / len(servers), ref_label="1/n"))]
+        v = Verdict(INCONCLUSIVE, rule, m, plots=pngs)
         if len(logged) < params["min_requests"]:
             v.reasons.append(f"only {len(logged)} requests logged by HAProxy (need {params['min_requests']})")
             return v
@@ -164,7 +164,7 @@ class LbAlgorithms(Experiment):
             m.update({"source_map": {s: sorted(b) for s, b in sorted(seen.items())},
                       "sources": len(seen), "sources_on_one_backend": sum(len(b) == 1 for b in seen.values()),
                       "backends_used": sorted({b for bs in seen.values() for b in bs})})
-            v.plots.append(str(charts.grouped_bars(
+            v.plots.append(str(plots.grouped_bars(
                 {s.split(".")[-1]: {b: sum(1 for r in rows if r.ok and r.source == s and r.served_by == b) for b in servers}
                  for s in sorted(seen, key=lambda x: ipaddress.ip_address(x))},
                 plots_dir / "source-per-client.png", "C4 source: answered requests per client address (last octet) "
@@ -185,9 +185,9 @@ class LbAlgorithms(Experiment):
             p = raw_dir / name / f"{MIX}.csv"
             if p.exists():
                 series[f"{name} fast"] = [r.latency * 1000 for r in lb.read_mix(p) if r.kind == "fast" and r.latency]
-        return charts.cdf(series, plots_dir / "mix-fast-latency-cdf.png",
-                          f"C4: latency of fast requests (/slow?ms={params['fast_ms']}) mixed with /slow?ms={params['slow_ms']}",
-                          "latency from scheduled send (ms)", log_x=True)
+        return plots.cdf(series, plots_dir / "mix-fast-latency-cdf.png",
+                         f"C4: latency of fast requests (/slow?ms={params['fast_ms']}) mixed with /slow?ms={params['slow_ms']}",
+                         "latency from scheduled send (ms)", log_x=True)
 
     def conclude(self, parts: list[tuple[str, Verdict]], params: dict[str, Any]) -> Verdict:
         """Per-case rules, plus leastconn's fast-request p99 below roundrobin's."""

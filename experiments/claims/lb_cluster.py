@@ -205,10 +205,10 @@ class LbCluster(Experiment):
                                                "C14 VRRP pair: the first crash, zoomed", bin_s=0.05,
                                                marks=[(c["down"].t_begin, "crash")] +
                                                ([(float(c["vip_lb2"].detail), "lb2 holds VIP")] if "vip_lb2" in c else []))))
-        pngs.append(str(plots.cdf(takeovers, plots_dir / f"{case.name}-takeover-cdf.png",
+        pngs.append(str(plots.cdf({"takeover": takeovers}, plots_dir / f"{case.name}-takeover-cdf.png",
                                   f"C14 takeover (crash -> lb2 holds the VIP), {len(takeovers)} crashes",
                                   "seconds", bounds=[(params["takeover_target"], "target")])))
-        pngs.append(str(plots.cdf(outs, plots_dir / f"{case.name}-outage-cdf.png",
+        pngs.append(str(plots.cdf({"outage": outs}, plots_dir / f"{case.name}-outage-cdf.png",
                                   "C14 client-visible outage per crash (probe)", "seconds",
                                   bounds=[(params["takeover_target"], "target")])))
         v = Verdict("inconclusive", rule, m, plots=pngs)

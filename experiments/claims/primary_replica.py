@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from experiments import charts, drive
+from experiments import drive, plots
 from experiments.base import Case, Experiment, say
 from experiments.fidelity import window
 from experiments.registry import register
@@ -80,11 +80,11 @@ class PrimaryReplica(Experiment):
              "replica_io_sql_running": [status.get("after", {}).get("Slave_IO_Running"),
                                         status.get("after", {}).get("Slave_SQL_Running")],
              "seconds_behind_master_after": status.get("after", {}).get("Seconds_Behind_Master")}
-        png = charts.cdf({"replication lag": [x * 1000 for x in lags], "write ack on primary": [x * 1000 for x in lat]},
-                         plots_dir / "replication-lag-cdf.png",
-                         f"C7: {len(lags)} writes on {PRIMARY} -> visible on {REPLICA}",
-                         "milliseconds", log_x=True,
-                         marks=[(m["lag_p99_ms"], "lag p99")] if m["lag_p99_ms"] else [])
+        png = plots.cdf({"replication lag": [x * 1000 for x in lags], "write ack on primary": [x * 1000 for x in lat]},
+                        plots_dir / "replication-lag-cdf.png",
+                        f"C7: {len(lags)} writes on {PRIMARY} -> visible on {REPLICA}",
+                        "milliseconds", log_x=True,
+                        bounds=[(m["lag_p99_ms"], "lag p99")] if m["lag_p99_ms"] else [])
         v = Verdict(INCONCLUSIVE, rule, m, plots=[str(png)])
         if len(acked) < params["min_writes"]:
             v.reasons.append(f"only {len(acked)} writes were acknowledged by the primary")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from experiments import charts, drive, lb
+from experiments import drive, lb, plots
 from experiments.base import Case, Experiment, say
 from experiments.faults import FaultLog, first, read_faults
 from experiments.fidelity import window
@@ -99,10 +99,10 @@ class SingleWriter(Experiment):
         win = [(stop.t_begin, start.t_end, f"{PRIMARY} MariaDB stopped")]
         marks = [(stop.t_begin, "stop"), (start.t_end, "started")]
         v = Verdict(INCONCLUSIVE, rule, m, plots=[
-            str(charts.served_timeline([(r.t_sched, r.served_by, r.ok) for r in kind(rows, k)], [PRIMARY, REPLICA],
-                                       plots_dir / f"{k}s-timeline.png",
-                                       f"C8 single-writer: {k}s (GET/POST /api/items) by answering server",
-                                       windows=win, marks=marks)) for k in ("read", "write")])
+            str(plots.served_timeline([(r.t_sched, r.served_by, r.ok) for r in kind(rows, k)], [PRIMARY, REPLICA],
+                                      plots_dir / f"{k}s-timeline.png",
+                                      f"C8 single-writer: {k}s (GET/POST /api/items) by answering server",
+                                      windows=win, marks=marks)) for k in ("read", "write")])
         if not stop.ok or not start.ok:
             v.reasons.append("stopping or restarting the primary's MariaDB failed")
             return v

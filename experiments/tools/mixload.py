@@ -11,7 +11,6 @@ Every wait is bounded: per-request timeout, a worker pool of --max-inflight, a d
 from __future__ import annotations
 
 import argparse
-import csv
 import http.client
 import json
 import queue
@@ -25,9 +24,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 try:
-    from target import exchange  # run by file path inside a lab host: a sibling module
+    from target import RowLog, exchange  # run by file path inside a lab host: a sibling module
 except ImportError:
-    from experiments.tools.target import exchange
+    from experiments.tools.target import RowLog, exchange
 
 FIELDS = ["i", "kind", "source", "t_sched", "t_send", "t_recv", "status", "ok", "served_by", "error"]
 
@@ -95,21 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     due: queue.Queue = queue.Queue()
-    lock = threading.Lock()
     mono0, wall0 = time.monotonic(), time.time()
 
     def wall(mono: float) -> float:
         return wall0 + (mono - mono0)
 
     with open(a.out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(FIELDS)
-        f.flush()
-
-        def record(row: list[object]) -> None:
-            with lock:
-                w.writerow(row)
-                f.flush()
+        record = RowLog(f, FIELDS)
 
         expired = threading.Event()
 

@@ -7,16 +7,15 @@ Stops cleanly at --duration or on SIGTERM/SIGINT; concurrency and every wait are
 from __future__ import annotations
 
 import argparse
-import csv
 import signal
 import sys
 import threading
 import time
 
 try:
-    from target import Target, exchange  # run by file path inside a lab host: a sibling module
+    from target import RowLog, Target, exchange  # run by file path inside a lab host: a sibling module
 except ImportError:
-    from experiments.tools.target import Target, exchange
+    from experiments.tools.target import RowLog, Target, exchange
 
 FIELDS = ["t_send", "t_recv", "status", "ok", "served_by", "error"]
 
@@ -53,17 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     clock = Clock()
-    lock = threading.Lock()
     threads: list[threading.Thread] = []
     with open(a.out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(FIELDS)
-        f.flush()
-
-        def record(row: list[object]) -> None:
-            with lock:
-                w.writerow(row)
-                f.flush()
+        record = RowLog(f, FIELDS)
 
         def one(t_send: float) -> None:
             try:

@@ -1,4 +1,5 @@
-"""Where a tool sends its requests: one URL resolved once, and connections to it over HTTP or HTTPS.
+"""What the load tools share: where they send (one URL resolved once, connections to it over HTTP or
+HTTPS), how they read a response, and the CSV they write from many threads.
 
 Stdlib only (the tools run by file path inside lab hosts). The address is resolved once, so DNS
 is not measured with every request; HTTPS verifies the certificate against the host's trust store
@@ -7,9 +8,12 @@ resolved address.
 """
 from __future__ import annotations
 
+import csv
 import http.client
 import socket
 import ssl
+import threading
+from typing import IO
 from urllib.parse import urlsplit
 
 
@@ -62,3 +66,17 @@ class _Tls(http.client.HTTPSConnection):
     def connect(self) -> None:
         http.client.HTTPConnection.connect(self)
         self.sock = self._ctx.wrap_socket(self.sock, server_hostname=self._name)
+
+
+class RowLog:
+    """A CSV file written by many threads: the header first, then each row flushed as it is logged
+    (the runner reads the file while the tool runs: its first row is the tool's readiness signal)."""
+
+    def __init__(self, f: IO[str], fields: list[str]):
+        self.f, self.writer, self.lock = f, csv.writer(f), threading.Lock()
+        self(fields)
+
+    def __call__(self, row: list[object]) -> None:
+        with self.lock:
+            self.writer.writerow(row)
+            self.f.flush()
