@@ -10,43 +10,47 @@ from tests.unit.raw_data import T0, new_case, write_cpu, write_csv
 
 
 
-def faults(case_dir: Path, events: list[tuple[float, float, str, str, int, str]]) -> None:
-    write_csv(case_dir / "faults.csv", ["t_begin", "t_end", "action", "target", "ok", "detail"],
+def faults(case_dir: Path, events: list[tuple[float, float, str, str, int, str]], name: str = "faults.csv") -> None:
+    write_csv(case_dir / name, ["t_begin", "t_end", "action", "target", "ok", "detail"],
               [[f"{a:.6f}", f"{b:.6f}", act, tgt, ok, det] for a, b, act, tgt, ok, det in events])
 
 
 # ---- C13 fault-isolation ---------------------------------------------------------------------------
 def fi_case(tmp: Path, case: str, lat_calm: float = 0.002, lat_during: float = 0.002, ok_during: bool = True,
             throttled: float = 0.95, busy: float = 0.4, spike: float | None = None, lat_odd: float | None = None,
-            cycles: int = 3):
+            cycles: int = 3, round_no: int = 1):
     """40 req/s; calm 8 s, overload 8 s, alternating (`cycles` overloads); latency lat_calm in calm windows
     (lat_odd in the odd ones, if given), lat_during inside the overloads; a few 2x spikes everywhere."""
     exp, raw, d = new_case(tmp, "fault-isolation", case)
     span = 8 * (2 * cycles + 1)
-    marks = [(T0 + 8 * (2 * k + 1), T0 + 8 * (2 * k + 2)) for k in range(cycles)]
+    t0 = T0 + 100 * (round_no - 1)
+    marks = [(t0 + 8 * (2 * k + 1), t0 + 8 * (2 * k + 2)) for k in range(cycles)]
     rows = []
     for i in range(span * 40):
-        t = T0 + i / 40
+        t = t0 + i / 40
         inside = any(a <= t < z for a, z in marks)
-        calm = lat_odd if lat_odd is not None and int((t - T0) // 16) % 2 == 1 else lat_calm
+        calm = lat_odd if lat_odd is not None and int((t - t0) // 16) % 2 == 1 else lat_calm
         lat = (lat_during if inside else calm) * (2 if i % 50 == 0 else 1)
         if spike and inside and i % 40 == 0:
             lat = spike
         good = ok_during or not inside
         rows.append([i, f"{t:.6f}", f"{t:.6f}", f"{t + lat:.6f}", 200 if good else "", int(good),
                      "" if good else "timeout"])
-    write_csv(d / "openloop.csv", ["i", "t_sched", "t_send", "t_recv", "status", "ok", "error"], rows)
+    suffix = "" if round_no == 1 else f"-{round_no}"
+    write_csv(d / f"openloop{suffix}.csv", ["i", "t_sched", "t_send", "t_recv", "status", "ok", "error"], rows)
     faults(d, [ev for a, z in marks for ev in ((a, a + 0.01, "overload_start", "db", 1, ""),
-                                                (z, z + 0.01, "overload_end", "db", 1, ""))])
+                                                (z, z + 0.01, "overload_end", "db", 1, ""))], f"faults{suffix}.csv")
     dbs = ["server1", "server2"] if case == "combined" else ["db1", "db2"]
     stat = lambda n, th: {"nr_periods": n, "nr_throttled": th, "throttled_time": 0}  # noqa: E731
-    readings = []
+    cg = d / "cgroups.json"
+    readings = json.loads(cg.read_text())["readings"] if cg.exists() else []
     for k, (a, z) in enumerate(marks):
-        readings.append({"label": "overload_start", "t": a, "stat": {h: stat(200 * k, int(80 * throttled) * k) for h in dbs}})
-        readings.append({"label": "overload_end", "t": z,
+        readings.append({"label": "overload_start", "round": round_no, "t": a,
+                         "stat": {h: stat(200 * k, int(80 * throttled) * k) for h in dbs}})
+        readings.append({"label": "overload_end", "round": round_no, "t": z,
                          "stat": {h: stat(200 * k + 80, int(80 * throttled) * (k + 1)) for h in dbs}})
-    (d / "cgroups.json").write_text(json.dumps({"hosts": {h: f"/x/{h}" for h in dbs}, "readings": readings}))
-    write_cpu(d, T0, T0 + span, busy)
+    cg.write_text(json.dumps({"hosts": {h: f"/x/{h}" for h in dbs}, "readings": readings}))
+    write_cpu(d, T0, t0 + span, busy)
     return exp, raw
 
 
@@ -80,6 +84,18 @@ def test_fault_isolation_windows_alternate_and_skip_the_transients(tmp_path):
     # during: 3 x 6.99 s, from 1 s after each overload_start mark ends, to the overload_end mark
     assert (m["calm_requests"], m["during_requests"]) == (280 + 3 * 279, 3 * 279)
     assert m["throttled_fraction"] == {"db1": 0.95, "db2": 0.95}
+
+
+def test_fault_isolation_judges_the_first_round_quiet_enough_to_resolve_the_tolerance(tmp_path):
+    fi_case(tmp_path, "separated", lat_odd=0.003, lat_during=0.0029)          # round 1: calm windows 50% apart
+    exp, raw = fi_case(tmp_path, "separated", lat_during=0.0021, round_no=2)  # round 2: quiet, +5%
+    v = exp.analyse(raw)
+    assert v.verdict == "supported", v.reasons
+    assert (v.measured["rounds"], v.measured["round_judged"]) == (2, 2)
+    assert v.measured["round_calm_p99_ratios"][0] > 1.2 >= v.measured["round_calm_p99_ratios"][1]
+    fi_case(tmp_path, "separated", lat_odd=0.003, round_no=2)                 # both rounds noisy: no verdict
+    v = exp.analyse(raw)
+    assert v.verdict == "inconclusive" and "each of 2 round(s)" in v.reasons[0], v.reasons
 
 
 def test_fault_isolation_gives_the_database_tier_a_cpu_of_its_own():
