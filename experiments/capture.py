@@ -64,41 +64,40 @@ def http_label(payload: bytes) -> str:
     return ""
 
 
-def tcp_events(pcap: Path, port: int | None = None) -> list[PacketEvent]:
-    """Every TCP segment (optionally only those to/from port) in capture order."""
+def _tcp_segments(pcap: Path, port: int | None = None):
+    """(frame number, packet, its IP layer, its TCP layer, payload) of every IPv4 TCP segment, optionally
+    only those to/from port, in capture order."""
     from scapy.layers.inet import IP, TCP
-    out = []
-    packets = _read(pcap)
-    for n, pkt in enumerate(packets, 1):
+    for n, pkt in enumerate(_read(pcap), 1):
         if IP not in pkt or TCP not in pkt:
             continue
         tcp = pkt[TCP]
-        if port is not None and port not in (tcp.sport, tcp.dport):
-            continue
-        payload = bytes(tcp.payload)
+        if port is None or port in (tcp.sport, tcp.dport):
+            yield n, pkt, pkt[IP], tcp, bytes(tcp.payload)
+
+
+def tcp_events(pcap: Path, port: int | None = None) -> list[PacketEvent]:
+    """Every TCP segment (optionally only those to/from port) in capture order."""
+    out = []
+    for n, pkt, ip, tcp, payload in _tcp_segments(pcap, port):
         flags = str(tcp.flags)
         kind = _kind(flags, len(payload))
         label = http_label(payload) if payload else ""
-        out.append(PacketEvent(n, float(pkt.time), pkt[IP].src, pkt[IP].dst, tcp.sport, tcp.dport, flags,
+        out.append(PacketEvent(n, float(pkt.time), ip.src, ip.dst, tcp.sport, tcp.dport, flags,
                                kind, label or kind + (f" {len(payload)} B" if payload else ""), len(payload)))
     return out
 
 
 def find_bytes(pcap: Path, needle: bytes) -> list[int]:
     """Frame numbers whose TCP payload holds needle, also when it spans segments of one direction of a flow."""
-    from scapy.layers.inet import IP, TCP
     hits: set[int] = set()
     streams: dict[tuple, list[tuple[int, int, bytes]]] = {}
-    for n, pkt in enumerate(_read(pcap), 1):
-        if IP not in pkt or TCP not in pkt:
-            continue
-        payload = bytes(pkt[TCP].payload)
+    for n, _, ip, tcp, payload in _tcp_segments(pcap):
         if not payload:
             continue
         if needle in payload:
             hits.add(n)
-        key = (pkt[IP].src, pkt[TCP].sport, pkt[IP].dst, pkt[TCP].dport)
-        streams.setdefault(key, []).append((pkt[TCP].seq, n, payload))
+        streams.setdefault((ip.src, tcp.sport, ip.dst, tcp.dport), []).append((tcp.seq, n, payload))
     for segs in streams.values():
         seen: set[int] = set()
         data, owners = b"", []
@@ -184,17 +183,10 @@ class TlsRecord:
 
 def tls_records(pcap: Path, port: int | None = None) -> list[TlsRecord]:
     """TLS records that start a TCP payload (optionally to/from port), in capture order."""
-    from scapy.layers.inet import IP, TCP
     out = []
-    for n, pkt in enumerate(_read(pcap), 1):
-        if IP not in pkt or TCP not in pkt:
-            continue
-        tcp = pkt[TCP]
-        if port is not None and port not in (tcp.sport, tcp.dport):
-            continue
-        payload = bytes(tcp.payload)
+    for n, _, ip, tcp, payload in _tcp_segments(pcap, port):
         if len(payload) >= 5 and payload[0] in TLS_CONTENT_TYPES and payload[1] == 3:
-            out.append(TlsRecord(n, pkt[IP].src, pkt[IP].dst, tcp.sport, tcp.dport,
+            out.append(TlsRecord(n, ip.src, ip.dst, tcp.sport, tcp.dport,
                                  TLS_CONTENT_TYPES[payload[0]], int.from_bytes(payload[3:5], "big")))
     return out
 
