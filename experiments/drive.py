@@ -26,6 +26,16 @@ def start_tool(lab: Any, host: str, tool: str, args: list[str], log: Path) -> su
         err.close()
 
 
+def start_probe(lab: Any, out: Path, url: str, duration: float, interval: float, timeout: float
+                ) -> tuple[subprocess.Popen, Path]:
+    """The availability probe (tools/probe.py) in client, writing out/probe.csv; returns it and that path."""
+    csv_path = out / "probe.csv"
+    proc = start_tool(lab, "client", "probe", [
+        "--url", url, "--out", str(csv_path), "--duration", str(duration),
+        "--interval", str(interval), "--timeout", str(timeout)], out / "probe.log")
+    return proc, csv_path
+
+
 def wait_rows(csv_path: Path, rows: int = 1, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
     """Block until csv_path has a header and `rows` data lines; RuntimeError after timeout or if proc died."""
     deadline = time.monotonic() + timeout

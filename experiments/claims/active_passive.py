@@ -57,11 +57,8 @@ class ActivePassive(Experiment):
         hap = lb.haproxy(lab)
         faults = FaultLog(lab, out / "faults.csv")
         budget = params["before_s"] * 2 + params["detect_timeout"] + params["after_detect_s"] + 40
-        csv_path = out / "probe.csv"
         with lb.StateWatch(hap, out / lb.STATE_FILE):
-            proc = drive.start_tool(lab, "client", "probe", [
-                "--url", params["url"], "--out", str(csv_path), "--duration", str(budget),
-                "--interval", str(params["interval"]), "--timeout", str(params["timeout"])], out / "probe.log")
+            proc, csv_path = drive.start_probe(lab, out, params["url"], budget, params["interval"], params["timeout"])
             try:
                 drive.wait_rows(csv_path, 1, timeout=10, proc=proc)
                 with window(out, "takeover"):

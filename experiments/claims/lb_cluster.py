@@ -75,10 +75,7 @@ class LbCluster(Experiment):
         per = params["hold_s"] + params["between_s"] + 2 * params["vip_timeout"]
         n = params["crashes"] if case.name == "cluster" else 1
         total = params["before_s"] + params["fault_s"] + params["after_s"] + n * per + 10
-        csv_path = out / "probe.csv"
-        proc = drive.start_tool(lab, "client", "probe", [
-            "--url", url, "--out", str(csv_path), "--duration", str(total),
-            "--interval", str(params["interval"]), "--timeout", str(params["timeout"])], out / "probe.log")
+        proc, csv_path = drive.start_probe(lab, out, url, total, params["interval"], params["timeout"])
         try:
             drive.wait_rows(csv_path, 1, timeout=10, proc=proc)
             with window(out, "probe"):

@@ -54,15 +54,13 @@ class MaintenanceDowntime(Experiment):
         if EXPECT[case.name][1] == "none":  # every server: drain + restarts + UP, bounded
             per = params["drain_timeout"] + params["up_timeout"] + params["ready_timeout"] * len(params["rolling_services"])
             budget += per * len(lb.servers_of(lab))
-        probe = drive.start_tool(lab, "client", "probe", [
-            "--url", params["url"], "--out", str(out / "probe.csv"), "--duration", str(budget),
-            "--interval", str(params["interval"]), "--timeout", str(params["timeout"])], out / "probe.log")
+        probe, probe_csv = drive.start_probe(lab, out, params["url"], budget, params["interval"], params["timeout"])
         load = drive.start_tool(lab, "client", "openloop", [
             "--url", params["url"], "--rate", str(params["load_rate"]), "--duration", str(budget),
             "--out", str(out / "load.csv"), "--timeout", str(params["timeout"]), "--seed", str(params["seed"])],
             out / "load.json")
         try:
-            drive.wait_rows(out / "probe.csv", 1, timeout=10, proc=probe)
+            drive.wait_rows(probe_csv, 1, timeout=10, proc=probe)
             drive.wait_rows(out / "load.csv", 1, timeout=10, proc=load)
             with window(out, "deploy"):
                 drive.pause(params["before_s"])

@@ -48,10 +48,7 @@ class Spof(Experiment):
         host = EXPECT[case.name][0]
         faults = FaultLog(lab, out / "faults.csv")
         total = params["before_s"] + params["fault_s"] + params["after_s"] + params["ready_timeout"] + 10
-        csv_path = out / "probe.csv"
-        proc = drive.start_tool(lab, "client", "probe", [
-            "--url", params["url"], "--out", str(csv_path), "--duration", str(total),
-            "--interval", str(params["interval"]), "--timeout", str(params["timeout"])], out / "probe.log")
+        proc, csv_path = drive.start_probe(lab, out, params["url"], total, params["interval"], params["timeout"])
         evidence = contextlib.ExitStack()
         if case.name != "one-server":  # HAProxy's view: server states and one log line per request
             hap = lb.haproxy(lab)
