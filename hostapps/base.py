@@ -11,9 +11,9 @@ from typing import Any, Callable, ClassVar
 
 import jinja2
 
-from weblab import cores
-from weblab.errors import NotReady, WeblabError
-from weblab.proc import ProcRef, wait_gone
+from weblab.core import cores
+from weblab.core.errors import NotReady, WeblabError
+from weblab.core.proc import ProcRef, wait_gone
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from hostapps.base import Service, render_template
-from weblab.errors import WeblabError
+from weblab.core.errors import WeblabError
 
 
 class Dns(Service):

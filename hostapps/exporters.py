@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hostapps.base import Service, render_template
-from weblab.errors import WeblabError
+from weblab.core.errors import WeblabError
 
 # Cheap collectors whose numbers mean something in a lab (see the module docstring); the rest
 # (filesystem, diskstats, hwmon, ...) read the shared machine and only cost scrape time at 1 s.

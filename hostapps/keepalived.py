@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from hostapps.base import Service, render_template
-from weblab.errors import WeblabError
+from weblab.core.errors import WeblabError
 
 
 def check_script(port: int, path: str) -> str:

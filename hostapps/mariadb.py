@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from hostapps.base import Service, render_template
-from weblab import paths
-from weblab.errors import WeblabError
+from weblab.core import paths
+from weblab.core.errors import WeblabError
 
 SCHEMA = Path(__file__).resolve().parent / "webapp" / "schema.sql"
 APP_USER, APP_PASSWORD = "app", "app-secret"

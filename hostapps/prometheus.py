@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hostapps.base import Service, render_template
-from weblab.errors import NotReady, WeblabError
+from weblab.core.errors import NotReady, WeblabError
 
 # The port each kind of target listens on, used when a target's address comes without one.
 JOB_PORTS = {"node": 9100, "nginx": 9113, "mysqld": 9104, "haproxy": 8404, "prometheus": 9090}

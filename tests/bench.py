@@ -26,7 +26,7 @@ def bare_mininet(design: str) -> tuple[float, float]:
     from mininet.node import OVSSwitch
 
     from topologies import get
-    from weblab import paths
+    from weblab.core import paths
     from weblab.lab import new_run_id
     from weblab.ovs import PrivateOVS, choose_datapath
     import shutil
@@ -79,7 +79,7 @@ def firewall_cost(seconds: int = 5) -> dict:
     """iperf3 across the stateful firewall vs the same lab with it off; packet-ins in steady state."""
     from controllers.client import request
     from weblab.lab import Lab
-    from weblab.ovs import wait_for
+    from weblab.core.wait import wait_for
     with Lab("secured", {"monitoring": False}) as lab:
         sock = lab.state.data["controller"]["control"]
         request(sock, {"op": "allow", "rule": {"id": "bench-iperf", "src": "client", "dst": "lb1",

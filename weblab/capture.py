@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from weblab.errors import NotReady
+from weblab.core.errors import NotReady
 
 
 class Capture:

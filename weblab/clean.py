@@ -5,10 +5,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from weblab import cgroups, paths
-from weblab.errors import WeblabError
-from weblab.proc import ProcRef
-from weblab.state import RunState, all_runs
+from weblab.core import cgroups, paths
+from weblab.core.errors import WeblabError
+from weblab.core.proc import ProcRef
+from weblab.core.state import RunState, all_runs
 
 
 def holder_alive(data: dict) -> bool:
@@ -60,7 +60,6 @@ def sweep(data: dict) -> list[str]:
 
 def clean_run(run_id: str) -> tuple[list[str], Path | None]:
     """Clean one run that has no live holder; returns (leftovers, where its logs were kept)."""
-    from weblab.lab import keep_logs
     run_dir = paths.run_dir(run_id)
     if not run_dir.exists():
         raise WeblabError(f"no run {run_id} under {paths.RUN_ROOT}")
@@ -75,3 +74,20 @@ def clean_run(run_id: str) -> tuple[list[str], Path | None]:
     kept = keep_logs(run_dir, run_id)
     shutil.rmtree(run_dir, ignore_errors=True)
     return leftovers, kept
+
+
+def keep_logs(run_dir: Path, run_id: str) -> Path | None:
+    """Copy a failed run's logs and configs (not data) to the kept-logs directory."""
+    if not run_dir.exists():
+        return None
+    dest = paths.KEPT_LOGS / run_id
+    for src in run_dir.rglob("*"):
+        if src.is_file() and src.suffix in (".log", ".out", ".err", ".conf", ".cnf", ".json", ".txt") \
+                and "/data/" not in str(src):
+            target = dest / src.relative_to(run_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copy2(src, target)
+            except OSError:
+                pass
+    return dest

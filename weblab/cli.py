@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from weblab import paths
-from weblab.errors import WeblabError
+from weblab.core import paths
+from weblab.core.errors import WeblabError
 
 
 def parse_kv(items: list[str], what: str) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def up_detached(kw: dict[str, Any], timeout: float) -> int:
     os.close(r)
     if message == "ready":
         log.unlink(missing_ok=True)
-        from weblab.state import RunState
+        from weblab.core.state import RunState
         print(describe(RunState.load(run_id).data))
         print("*** try: weblab exec client -- curl -s http://www.foobar.com/   stop: sudo weblab down")
         return 0
@@ -174,7 +174,7 @@ def describe(data: dict) -> str:
     services: dict[str, list[str]] = {}
     for s in data.get("services", []):
         services.setdefault(s["host"], []).append(s["kind"])
-    from weblab import cores
+    from weblab.core import cores
     limits, placed = data.get("cpu") or {}, data.get("cores") or {}
     for name, h in data.get("hosts", {}).items():
         cpu = [f"cpu quota {limits[name]:g}"] if name in limits else []
@@ -189,7 +189,7 @@ def describe(data: dict) -> str:
 def running_state() -> dict:
     """The state of the lab that is running now, or an error saying how to start one."""
     from weblab.clean import crashed_runs, holder_alive
-    from weblab.state import RunState, all_runs
+    from weblab.core.state import RunState, all_runs
     for run_id in all_runs():
         try:
             data = RunState.load(run_id).data
@@ -210,7 +210,7 @@ def cmd_status(args) -> int:
         print(str(e))
         return 0 if not crashed_runs() else 1
     print(describe(data))
-    from weblab.proc import ProcRef
+    from weblab.core.proc import ProcRef
     from weblab import links
     for line in links.describe(data):
         print(f"  link {line}")
@@ -222,7 +222,7 @@ def cmd_status(args) -> int:
 
 def exec_in_host(data: dict[str, Any], host: str, argv: list[str]) -> int:
     """Replace this process by argv inside a host of the running lab, on the host's CPUs if pinned."""
-    from weblab import cores
+    from weblab.core import cores
     full = cores.wrap(["mnexec", "-a", str(data["hosts"][host]["pid"]), *argv],
                       cores.for_host(data.get("cores") or {}, host))
     os.execvp(full[0], full)
@@ -244,7 +244,7 @@ def cmd_exec(args) -> int:
 def cmd_down(args) -> int:
     need_root("down")
     from weblab.clean import crashed_runs
-    from weblab.proc import ProcRef, wait_gone
+    from weblab.core.proc import ProcRef, wait_gone
     try:
         data = running_state()
     except WeblabError:
@@ -272,7 +272,7 @@ def cmd_clean(args) -> int:
     from weblab.clean import clean_run, crashed_runs
     targets = [args.run_id] if getattr(args, "run_id", None) else crashed_runs()
     if getattr(args, "force", False) and not targets:
-        from weblab.state import all_runs
+        from weblab.core.state import all_runs
         targets = all_runs()
     if not targets:
         print("nothing to clean")
@@ -280,8 +280,8 @@ def cmd_clean(args) -> int:
     status = 0
     for run_id in targets:
         if getattr(args, "force", False):
-            from weblab.state import RunState
-            from weblab.proc import ProcRef
+            from weblab.core.state import RunState
+            from weblab.core.proc import ProcRef
             try:
                 h = RunState.load(run_id).data.get("holder")
                 if h:

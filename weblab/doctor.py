@@ -6,15 +6,15 @@ import importlib
 import importlib.metadata
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from weblab.paths import RUN_ROOT
+from weblab.core.paths import RUN_ROOT
+from weblab.core.proc import Runner, run_quiet
+from weblab.datapath import DatapathFacts, decide_datapath, probe_datapath
 
 INSTALL = "sudo make install"
 PYTHON_MIN = (3, 11)
@@ -32,9 +32,7 @@ BINARIES = {
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 SYS = Path("/sys")
 CGROUP = Path("/sys/fs/cgroup")
-SYSTEM_OVS_PIDFILES = (Path("/run/openvswitch/ovs-vswitchd.pid"), Path("/var/run/openvswitch/ovs-vswitchd.pid"))
 
-Runner = Callable[[list[str]], tuple[int, str]]
 
 
 @dataclass(frozen=True)
@@ -56,17 +54,6 @@ class Check:
         """The one line the CLI prints for this check."""
         text = f"[{self.status:^4}] {self.name}: {self.detail}"
         return text if self.ok or not self.fix else f"{text} -> {self.fix}"
-
-
-def run_quiet(argv: list[str], timeout: float = 10) -> tuple[int, str]:
-    """Run argv without a shell; (exit code, its output) with 127 if missing and 124 on timeout."""
-    try:
-        res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        return 127, f"{argv[0]}: not found"
-    except subprocess.TimeoutExpired:
-        return 124, f"{argv[0]}: no answer after {timeout:.0f} s"
-    return res.returncode, (res.stderr or res.stdout).strip()
 
 
 # -- the process and Python ----------------------------------------------------------------------
@@ -123,62 +110,6 @@ def check_binary(name: str, package: str, path: str | None = None,
             return Check(f"program {name}", False, f"not on PATH (found {elsewhere})",
                          f"add {d} to PATH, or run with sudo")
     return Check(f"program {name}", False, "not found on PATH", f"{INSTALL} (Debian package: {package})")
-
-
-# -- the switch datapath ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DatapathFacts:
-    """What decides between the kernel and the userspace datapath."""
-
-    module_loaded: bool
-    module_loadable: bool
-    ovs_system_exists: bool
-    system_vswitchd_pid: int | None = None
-
-
-def probe_datapath(sys_root: Path | None = None, run: Runner | None = None,
-                   pidfiles: tuple[Path, ...] | None = None) -> DatapathFacts:
-    """Read the facts from sysfs, modprobe -n and the system Open vSwitch's pid file."""
-    sys_root, run = sys_root or SYS, run or run_quiet
-    pidfiles = SYSTEM_OVS_PIDFILES if pidfiles is None else pidfiles
-    loaded = (sys_root / "module" / "openvswitch").exists()
-    loadable = loaded or run(["modprobe", "-n", "-q", "openvswitch"])[0] == 0
-    return DatapathFacts(loaded, loadable, (sys_root / "class" / "net" / "ovs-system").exists(),
-                         _system_vswitchd(pidfiles))
-
-
-def _system_vswitchd(pidfiles: tuple[Path, ...]) -> int | None:
-    """The pid of a running system ovs-vswitchd, from its pid file, or None."""
-    for pidfile in pidfiles:
-        try:
-            pid = int(pidfile.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if Path(f"/proc/{pid}").exists():
-            return pid
-    return None
-
-
-def decide_datapath(facts: DatapathFacts) -> tuple[str, str]:
-    """('kernel' | 'user', why) for these facts."""
-    if not facts.module_loadable:
-        return "user", ("no openvswitch kernel module on this kernel (not loaded, modprobe cannot "
-                        "load it): userspace datapath, slower and more CPU-hungry")
-    if facts.ovs_system_exists:
-        owner = (f"the system ovs-vswitchd (pid {facts.system_vswitchd_pid})" if facts.system_vswitchd_pid
-                 else "another Open vSwitch (no system ovs-vswitchd runs: a leftover?)")
-        return "user", (f"the kernel datapath ovs-system already exists, used by {owner}; a private "
-                        "instance stays out of its way on the userspace datapath")
-    if facts.module_loaded:
-        return "kernel", "openvswitch kernel module loaded and the kernel datapath ovs-system is free"
-    return "kernel", ("openvswitch kernel module loadable (loaded on first use) and the kernel "
-                      "datapath ovs-system is free")
-
-
-def datapath_choice() -> tuple[str, str]:
-    """The datapath a lab will use on this machine and why: ('user' | 'kernel', reason)."""
-    return decide_datapath(probe_datapath())
 
 
 def check_datapath(facts: DatapathFacts | None = None) -> Check:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from weblab.errors import WeblabError
+from weblab.core.errors import WeblabError
 
 PROTOS = ("tcp", "udp", "icmp", "arp", "vrrp", "ip")
 

@@ -104,7 +104,7 @@ def serve(pid: int, target: tuple[str, int], local_port: int,
     except OSError as e:
         connector.requests.put(None)
         listener.close()
-        from weblab.errors import WeblabError
+        from weblab.core.errors import WeblabError
         raise WeblabError(f"cannot listen on 127.0.0.1:{local_port}: {e.strerror}; "
                           f"pick another with --local PORT (or 0 for any)") from None
     listener.listen(16)

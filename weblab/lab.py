@@ -16,12 +16,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from weblab import cgroups, clean, cores, paths
-from weblab.errors import NotReady, WeblabError
+from weblab.core import cgroups, cores, paths
+from weblab import clean
+from weblab.core.errors import NotReady, WeblabError
 from weblab.lock import LabLock
-from weblab.ovs import PrivateOVS, choose_datapath, wait_for
-from weblab.proc import ProcRef
-from weblab.state import RunState
+from weblab.core.wait import wait_for
+from weblab.datapath import choose_datapath
+from weblab.ovs import PrivateOVS
+from weblab.core.proc import ProcRef
+from weblab.core.state import RunState
 
 # Binaries a lab needs whatever its design; services add their own.
 CORE_BINARIES = ("mnexec", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovsdb-tool", "ip",
@@ -455,7 +458,7 @@ class Lab:
                 os.environ.pop(k, None)
             kept = None
             if self.failed or problems:
-                kept = keep_logs(self.run_dir, self.run_id)
+                kept = clean.keep_logs(self.run_dir, self.run_id)
             shutil.rmtree(self.run_dir, ignore_errors=True)
         finally:
             if self.owns_lock:
@@ -486,23 +489,6 @@ def stop_popen(p: subprocess.Popen, timeout: float = 5) -> None:
         p.wait(timeout=5)
     except ProcessLookupError:
         pass
-
-
-def keep_logs(run_dir: Path, run_id: str) -> Path | None:
-    """Copy a failed run's logs and configs (not data) to the kept-logs directory."""
-    if not run_dir.exists():
-        return None
-    dest = paths.KEPT_LOGS / run_id
-    for src in run_dir.rglob("*"):
-        if src.is_file() and src.suffix in (".log", ".out", ".err", ".conf", ".cnf", ".json", ".txt") \
-                and "/data/" not in str(src):
-            target = dest / src.relative_to(run_dir)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                shutil.copy2(src, target)
-            except OSError:
-                pass
-    return dest
 
 
 def free_port() -> int:

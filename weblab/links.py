@@ -1,7 +1,7 @@
 """Naming links the way users think of them: an alias the design gives, A:B, or an interface name."""
 from __future__ import annotations
 
-from weblab.errors import WeblabError
+from weblab.core.errors import WeblabError
 
 
 def resolve(state: dict, spec: str) -> tuple[str, str]:

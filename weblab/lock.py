@@ -5,8 +5,8 @@ import fcntl
 import json
 import os
 
-from weblab import paths
-from weblab.errors import WeblabError
+from weblab.core import paths
+from weblab.core.errors import WeblabError
 
 
 class LabLock:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
-from weblab.errors import NotReady, WeblabError
-from weblab import cores
-from weblab.proc import ProcRef
+from weblab.core.errors import WeblabError
+from weblab.core import cores
+from weblab.core.proc import ProcRef
+from weblab.core.wait import wait_for
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 
@@ -95,27 +95,3 @@ class PrivateOVS:
                 problems.append(f"{ref.name} needed SIGKILL")
         self.procs.clear()
         return problems
-
-
-def wait_for(pred, timeout: float, what: str, log: Path | None = None,
-             proc: ProcRef | None = None, interval: float = 0.02) -> None:
-    """Poll pred until true, at most timeout seconds; a clear error naming the log otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if pred():
-            return
-        if proc is not None and not proc.alive():
-            raise NotReady(f"{what}: the process exited before it was ready (log: {log})")
-        if time.monotonic() >= deadline:
-            raise NotReady(f"{what} not ready after {timeout:.0f} s (log: {log})")
-        time.sleep(interval)
-
-
-def choose_datapath(requested: str = "auto") -> tuple[str, str]:
-    """Which datapath a private instance uses, and why (doctor prints the same)."""
-    if requested in ("user", "kernel"):
-        return requested, "asked for explicitly"
-    if requested != "auto":
-        raise WeblabError(f"unknown datapath {requested!r}: use auto, user or kernel")
-    from weblab.doctor import datapath_choice  # one decision, the one `weblab doctor` explains
-    return datapath_choice()

@@ -8,7 +8,7 @@ import signal
 import sys
 import traceback
 
-from weblab.errors import WeblabError
+from weblab.core.errors import WeblabError
 
 
 def _exit(signum, frame):

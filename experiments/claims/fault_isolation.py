@@ -15,7 +15,7 @@ from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import percentile, read_openloop, rounded, success_rate
 from experiments.verdict import Verdict
-from weblab import cores
+from weblab.core import cores
 
 CGROUPS = "cgroups.json"   # cpu.stat of every CPU-limited host at each phase boundary
 # case -> (design, database hosts, CPU-limited hosts, static URL, expectation while the db is overloaded)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from weblab import paths
-from weblab.proc import ProcRef
+from weblab.core import paths
+from weblab.core.proc import ProcRef
 
 CLI = [sys.executable, "-m", "weblab"]
 

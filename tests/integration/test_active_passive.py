@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hostapps.haproxy import backend_stats
 from tests.integration.conftest import served_by, service_info
-from weblab.proc import ProcRef
+from weblab.core.proc import ProcRef
 
 DESIGN = "distributed"
 UP_ARGS = ["--param", "mode=active-passive", "--param", "check_inter=200", "--param", "check_fall=2"]

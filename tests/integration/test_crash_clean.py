@@ -7,7 +7,7 @@ import signal
 import time
 
 from tests.integration.conftest import leftovers, running_state, weblab
-from weblab.proc import ProcRef
+from weblab.core.proc import ProcRef
 
 
 def test_killed_supervisor_then_clean_leaves_nothing():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hostapps.haproxy import backend_stats
 from tests.integration.conftest import in_host, served_by, service_info
-from weblab.proc import ProcRef
+from weblab.core.proc import ProcRef
 
 DESIGN = "distributed"
 UP_ARGS = ["--param", "check_inter=200", "--param", "check_fall=2"]

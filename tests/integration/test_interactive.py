@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 
 from tests.integration.conftest import CLI
-from weblab import paths
+from weblab.core import paths
 
 
 def test_interactive_cli_runs_host_commands_and_tears_down_on_exit():

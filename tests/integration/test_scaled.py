@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tests.integration.conftest import CLI, in_host, service_info
-from weblab.proc import ProcRef
+from weblab.core.proc import ProcRef
 
 DESIGN = "scaled"
 UP_ARGS = ["--param", "monitoring=false"]

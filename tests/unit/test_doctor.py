@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from weblab import doctor
-from weblab.doctor import Check, DatapathFacts, decide_datapath
+from weblab import datapath, doctor
+from weblab.datapath import DatapathFacts, decide_datapath
+from weblab.doctor import Check
 
 
 class FakeRunner:
@@ -181,13 +182,13 @@ def _sys_tree(root: Path, module: bool = False, ovs_system: bool = False) -> Pat
 
 def test_probe_datapath_reads_sysfs_and_modprobe(tmp_path):
     loadable = FakeRunner({"modprobe openvswitch": (0, "")})
-    facts = doctor.probe_datapath(_sys_tree(tmp_path / "a"), loadable, pidfiles=())
+    facts = datapath.probe_datapath(_sys_tree(tmp_path / "a"), loadable, pidfiles=())
     assert facts == DatapathFacts(False, True, False, None)
     assert loadable.calls == [["modprobe", "-n", "-q", "openvswitch"]]
     absent = FakeRunner({"modprobe openvswitch": (1, "")})
-    assert decide_datapath(doctor.probe_datapath(_sys_tree(tmp_path / "b"), absent, pidfiles=()))[0] == "user"
+    assert decide_datapath(datapath.probe_datapath(_sys_tree(tmp_path / "b"), absent, pidfiles=()))[0] == "user"
     loaded = FakeRunner({"modprobe": (1, "")})
-    facts = doctor.probe_datapath(_sys_tree(tmp_path / "c", module=True), loaded, pidfiles=())
+    facts = datapath.probe_datapath(_sys_tree(tmp_path / "c", module=True), loaded, pidfiles=())
     assert facts.module_loaded and loaded.calls == []
 
 
@@ -195,7 +196,7 @@ def test_probe_datapath_finds_a_running_system_vswitchd(tmp_path):
     pidfile, stale = tmp_path / "ovs-vswitchd.pid", tmp_path / "stale.pid"
     pidfile.write_text(f"{os.getpid()}\n")
     stale.write_text("not a pid\n")
-    facts = doctor.probe_datapath(_sys_tree(tmp_path / "sys", module=True, ovs_system=True),
+    facts = datapath.probe_datapath(_sys_tree(tmp_path / "sys", module=True, ovs_system=True),
                                   FakeRunner(), pidfiles=(stale, pidfile))
     assert facts.system_vswitchd_pid == os.getpid()
     assert decide_datapath(facts) == ("user", decide_datapath(facts)[1])
@@ -203,12 +204,12 @@ def test_probe_datapath_finds_a_running_system_vswitchd(tmp_path):
 
 
 def test_datapath_choice_uses_the_module_probes(tmp_path, monkeypatch):
-    monkeypatch.setattr(doctor, "SYS", _sys_tree(tmp_path / "sys", module=True))
-    monkeypatch.setattr(doctor, "SYSTEM_OVS_PIDFILES", ())
-    monkeypatch.setattr(doctor, "run_quiet", FakeRunner())
-    assert doctor.datapath_choice()[0] == "kernel"
+    monkeypatch.setattr(datapath, "SYS", _sys_tree(tmp_path / "sys", module=True))
+    monkeypatch.setattr(datapath, "SYSTEM_OVS_PIDFILES", ())
+    monkeypatch.setattr(datapath, "run_quiet", FakeRunner())
+    assert datapath.datapath_choice()[0] == "kernel"
     (tmp_path / "sys" / "class" / "net" / "ovs-system").mkdir()
-    choice, why = doctor.datapath_choice()
+    choice, why = datapath.datapath_choice()
     assert choice == "user" and "ovs-system" in why
 
 

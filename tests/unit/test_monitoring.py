@@ -15,7 +15,7 @@ from hostapps import prometheus as prom
 from hostapps.base import HostHandle
 from hostapps.exporters import MysqldExporter, NginxExporter, NodeExporter, mysql_up
 from hostapps.prometheus import Prometheus, seconds
-from weblab.errors import NotReady, WeblabError
+from weblab.core.errors import NotReady, WeblabError
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
                                     reason="needs promtool (Debian package prometheus)")

@@ -10,7 +10,7 @@ from hostapps.base import HostHandle
 from hostapps.dns import Dns
 from hostapps.mariadb import MariaDB
 from hostapps.nginx import Nginx
-from weblab.errors import WeblabError
+from weblab.core.errors import WeblabError
 
 
 def handle(name="server1", ips=("10.0.0.11",)):

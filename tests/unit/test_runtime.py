@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from weblab import cli, lock, paths
-from weblab.proc import ProcRef, start_time
-from weblab.state import RunState, all_runs
+from weblab.core import paths
+from weblab import cli, lock
+from weblab.core.proc import ProcRef, start_time
+from weblab.core.state import RunState, all_runs
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_lock_refuses_a_second_lab_naming_the_first(run_root):
     first = lock.LabLock()
     first.acquire("run-a", "one-server")
     # A second process tries: flock is per open file, so use a child to be honest about it.
-    code = ("import sys; from weblab import lock, paths; from pathlib import Path;"
+    code = ("import sys; from weblab import lock; from weblab.core import paths; from pathlib import Path;"
             f"paths.RUN_ROOT=Path({str(run_root)!r}); paths.LOCK_FILE=paths.RUN_ROOT.parent/'weblab.lock';"
             "l=lock.LabLock()\ntry:\n l.acquire('run-b','one-server')\nexcept Exception as e:\n print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
@@ -117,7 +118,7 @@ def test_run_checks_every_claims_parameters_before_anything_starts(run_root, mon
 
 
 def test_cpu_lists_parse_like_the_kernels():
-    from weblab.cores import parse_cpulist
+    from weblab.core.cores import parse_cpulist
     assert parse_cpulist("1") == [1] and parse_cpulist("0-2") == [0, 1, 2] and parse_cpulist("3,0-1") == [0, 1, 3]
     for bad in ("", "a", "1-", "2-1", "0;1"):
         with pytest.raises(ValueError):
@@ -125,8 +126,8 @@ def test_cpu_lists_parse_like_the_kernels():
 
 
 def test_cores_are_validated_against_hosts_and_this_machines_cpus():
-    from weblab.cores import validate
-    from weblab.errors import WeblabError
+    from weblab.core.cores import validate
+    from weblab.core.errors import WeblabError
     assert validate({"db1": "1", "*": "0"}, ["db1", "web1"], {0, 1}) == {"db1": "1", "*": "0"}
     with pytest.raises(WeblabError, match=r"unknown host\(s\) db9.*db1, web1, or \*"):
         validate({"db9": "1"}, ["db1", "web1"], {0, 1})
@@ -138,7 +139,7 @@ def test_cores_are_validated_against_hosts_and_this_machines_cpus():
 
 def test_a_wrapped_command_really_runs_on_its_cpus():
     from hostapps.base import HostHandle
-    from weblab.cores import for_host, wrap
+    from weblab.core.cores import for_host, wrap
     cpu = min(os.sched_getaffinity(0))
     out = subprocess.run(wrap([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
                               str(cpu)), capture_output=True, text=True, timeout=30).stdout

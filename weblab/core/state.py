@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from weblab import paths
+from weblab.core import paths
 
 
 class RunState:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from weblab.errors import WeblabError
+from weblab.core.errors import WeblabError
 
 REST = "*"  # every host not named, and the lab's own daemons (switch, controller)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from weblab.errors import WeblabError
+from weblab.core.errors import WeblabError
 
 ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import os
 import signal as _signal
+import subprocess
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
+
+Runner = Callable[[list[str]], tuple[int, str]]
 
 
 def start_time(pid: int) -> int | None:
@@ -90,3 +94,14 @@ def wait_gone(ref: ProcRef, timeout: float) -> bool:
             return True
         time.sleep(0.02)
     return not ref.alive()
+
+
+def run_quiet(argv: list[str], timeout: float = 10) -> tuple[int, str]:
+    """Run argv without a shell; (exit code, its output) with 127 if missing and 124 on timeout."""
+    try:
+        res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        return 127, f"{argv[0]}: not found"
+    except subprocess.TimeoutExpired:
+        return 124, f"{argv[0]}: no answer after {timeout:.0f} s"
+    return res.returncode, (res.stderr or res.stdout).strip()

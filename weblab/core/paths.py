@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RUN_ROOT = Path(os.environ.get("WEBLAB_RUN_ROOT", "/run/weblab"))
 CACHE_ROOT = Path(os.environ.get("WEBLAB_CACHE_ROOT", "/var/cache/weblab"))
 KEPT_LOGS = Path(os.environ.get("WEBLAB_LOG_ROOT", "/var/log/weblab"))
