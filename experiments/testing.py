@@ -103,19 +103,52 @@ class FakeService:
 class FakeLab:
     """The Lab handle's shape; commands run on this machine, every service is the one local server."""
 
+    ROLES = {"client": "client", "dns": "dns", "server1": "server"}
+    IPS = {"client": "10.0.0.1", "dns": "10.0.0.2", "server1": "10.0.0.10"}
+
     def __init__(self, design: str, params: dict[str, Any], server: LocalHttpServer, run_dir: Path):
         self.design, self.params, self.server, self.run_dir = design, params, server, run_dir
         self.run_id = "fake-" + design
-        self.python = sys.executable
-        self.entry_ip = "10.0.0.10"
+        self.cores: dict[str, str] = {}
         self.events: list[str] = []
         self.procs: list[subprocess.Popen] = []
+        self.firewall_requests: list[dict[str, Any]] = []
+
+    @property
+    def python(self) -> str:
+        return sys.executable
+
+    @property
+    def entry_ip(self) -> str:
+        return self.IPS["server1"]
+
+    @property
+    def cgroups(self) -> dict[str, Path]:
+        return {}
 
     def hosts(self) -> list[str]:
-        return ["client", "dns", "server1"]
+        return list(self.ROLES)
+
+    def role(self, host: str) -> str:
+        return self.ROLES[host]
 
     def ip(self, host: str) -> str:
-        return {"client": "10.0.0.1", "dns": "10.0.0.2", "server1": "10.0.0.10"}[host]
+        return self.IPS[host]
+
+    def address_on(self, host: str, peer: str) -> str:
+        return self.IPS[host]  # one network
+
+    def services(self, kind: str | None = None) -> list[tuple[str, str]]:
+        every = [("dns", "dns"), ("server1", "mariadb"), ("server1", "webapp"), ("server1", "nginx")]
+        return [s for s in every if kind is None or s[1] == kind]
+
+    def policy(self) -> dict[str, Any]:
+        return {"firewall": False, "hosts": [{"name": h, "role": r, "ips": [self.IPS[h]]} for h, r in self.ROLES.items()],
+                "switches": [], "rules": []}
+
+    def firewall(self, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        self.firewall_requests.append(request)
+        return {"ok": True, "firewall": False, "rules": [], "default_deny": {"packets": 0, "bytes": 0}}
 
     def exec(self, host: str, argv: list[str], timeout: float = 30, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
@@ -125,7 +158,7 @@ class FakeLab:
         self.procs.append(p)
         return p
 
-    def service(self, host: str, name: str) -> FakeService:
+    def service(self, host: str, kind: str) -> FakeService:
         return FakeService(self.server, self.events)
 
     def link_intfs(self, a: str, b: str) -> tuple[str, str]:
@@ -139,11 +172,26 @@ class FakeLab:
         self.events.append("link_up")
         self.server.start()
 
+    def capture(self, host: str, intf: str, pcap: str | Path, bpf: str | None = None) -> "FakeCapture":
+        return FakeCapture(Path(pcap))
+
     def teardown(self) -> None:
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait(timeout=5)
+
+
+class FakeCapture:
+    """A capture that writes an empty pcap (the fake lab has no wire)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def stop(self, timeout: float = 5.0) -> Path:
+        from scapy.utils import wrpcap
+        wrpcap(str(self.path), [])
+        return self.path
 
 
 def fake_lab_factory(server: LocalHttpServer, run_dir: Path, fail: bool = False):

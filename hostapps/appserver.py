@@ -10,6 +10,7 @@ class AppServer(Service):
     """gunicorn with threaded workers, configured only through WEBLAB_* variables."""
 
     kind = "webapp"
+    binaries = {}
     defaults = {"bind": "127.0.0.1:8000", "workers": 2, "threads": 4, "server_name": "",
                 "db_read": "127.0.0.1:3306", "db_write": "127.0.0.1:3306",
                 "db_user": "app", "db_password": "app-secret", "db_name": "foobar"}

@@ -60,6 +60,9 @@ class Service:
     """Base of every hostapp; subclasses say what to render, how to start it and when it is ready."""
 
     kind: ClassVar[str] = ""
+    # program -> the Debian package that ships it: what preflight and `weblab doctor` check for this daemon
+    # (every program a hostapp runs, in the host or for its dry run; curl is the lab's own, for probes)
+    binaries: ClassVar[dict[str, str]] = {}
     ready_timeout: ClassVar[float] = 15.0
     stop_timeout: ClassVar[float] = 5.0
     defaults: ClassVar[dict[str, Any]] = {}

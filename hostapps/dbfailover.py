@@ -29,6 +29,7 @@ class DbFailover(Service):
     """The failover manager daemon in a host (the monitor host in the scaled design)."""
 
     kind = "dbfailover"
+    binaries = {"nsupdate": "bind9-dnsutils"}
     defaults: dict[str, Any] = {"primary": "", "replicas": [], "dns_server": "", "zone": "foobar.com",
                                 "record": "db-primary", "interval": 0.2, "fall": 3, "ttl": 1,
                                 "user": "failover", "password": "failover-secret"}

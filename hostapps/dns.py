@@ -13,6 +13,7 @@ class Dns(Service):
     """named -g with a real zone file, checked by named-checkconf and named-checkzone."""
 
     kind = "dns"
+    binaries = {"named": "bind9", "named-checkconf": "bind9-utils", "named-checkzone": "bind9-utils", "dig": "bind9-dnsutils"}
     defaults = {"zone": "foobar.com", "apex": "", "ns_ip": "", "cnames": {"www": "foobar.com."},
                 "a_records": {}, "ttl": 60, "extra_a": {}, "allow_update": []}
 

@@ -54,6 +54,7 @@ class NodeExporter(Exporter):
     """prometheus-node-exporter limited to a few cheap collectors."""
 
     kind = "node_exporter"
+    binaries = {"prometheus-node-exporter": "prometheus-node-exporter"}
     defaults: dict[str, Any] = {"bind": "0.0.0.0", "port": 9100, "collectors": list(NODE_COLLECTORS)}
 
     def __init__(self, *a: Any, **kw: Any):
@@ -75,6 +76,7 @@ class NginxExporter(Exporter):
     """prometheus-nginx-exporter reading the local Nginx's stub_status page."""
 
     kind = "nginx_exporter"
+    binaries = {"prometheus-nginx-exporter": "prometheus-nginx-exporter"}
     defaults: dict[str, Any] = {"bind": "0.0.0.0", "port": 9113,
                                 "scrape_uri": "http://127.0.0.1/nginx_status"}
 
@@ -90,6 +92,7 @@ class MysqldExporter(Exporter):
     """prometheus-mysqld-exporter with credentials in a private my.cnf (0.14 has no DSN flag)."""
 
     kind = "mysqld_exporter"
+    binaries = {"prometheus-mysqld-exporter": "prometheus-mysqld-exporter"}
     defaults: dict[str, Any] = {"bind": "0.0.0.0", "port": 9104, "mysql": "127.0.0.1:3306",
                                 "user": "exporter", "password": "exporter-secret", "require_db": True}
     db_timeout = 10.0

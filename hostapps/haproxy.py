@@ -15,6 +15,7 @@ class HAProxy(Service):
     """haproxy -W -db (master-worker, foreground); drain/ready/maint through its admin socket."""
 
     kind = "haproxy"
+    binaries = {"haproxy": "haproxy"}
     defaults: dict[str, Any] = {"bind": "*", "servers": [], "algorithm": "roundrobin", "inter": 1000,
                                 "fall": 3, "rise": 2, "retries": 3, "stats_port": 8404,
                                 "tls_cert": "", "backend_tls": False, "ca_file": ""}

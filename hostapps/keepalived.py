@@ -28,6 +28,7 @@ class Keepalived(Service):
     """keepalived --vrrp in the foreground; unicast VRRPv3 to its peers; tracks HAProxy."""
 
     kind = "keepalived"
+    binaries = {"keepalived": "keepalived"}
     defaults: dict[str, Any] = {"vip": "", "prefix": 24, "interface": "", "state": "BACKUP",
                                 "priority": 100, "router_id": 51, "advert_int": 1.0, "peers": [],
                                 "src_ip": "", "check_port": 8404, "check_path": "/alive",

@@ -114,6 +114,7 @@ class MariaDB(Service):
     """mariadbd with its own datadir, socket and logs in the run directory."""
 
     kind = "mariadb"
+    binaries = {"mariadbd": "mariadb-server", "mariadb-install-db": "mariadb-server", "mariadb": "mariadb-client", "mariadb-admin": "mariadb-client"}
     ready_timeout = 30.0
     stop_timeout = 15.0
     defaults = {"port": 3306, "bind": "0.0.0.0", "server_id": 1, "binlog": False,

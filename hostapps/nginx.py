@@ -13,6 +13,7 @@ class Nginx(Service):
     """nginx -p DIR in the foreground, all state under its run directory."""
 
     kind = "nginx"
+    binaries = {"nginx": "nginx"}
     # app: one app server "host:port", or a list of them (separate app tier, balanced by nginx)
     defaults = {"port": 80, "app": "127.0.0.1:8000", "server_name": "", "workers": 1, "tls_cert": ""}
 

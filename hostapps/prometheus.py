@@ -40,6 +40,7 @@ class Prometheus(Service):
     """prometheus in the foreground with its TSDB, config and rules in the run directory."""
 
     kind = "prometheus"
+    binaries = {"prometheus": "prometheus", "promtool": "prometheus"}
     ready_timeout = 30.0
     stop_timeout = 10.0
     defaults: dict[str, Any] = {"bind": "0.0.0.0", "port": 9090, "scrape_interval": "1s",

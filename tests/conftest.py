@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
-INTEGRATION_BINARIES = ("mnexec", "ovs-vswitchd", "ovsdb-server", "nginx", "mariadbd", "named", "curl",
-                        "dig", "tcpdump", "wrk")
 
 
 def pytest_collection_modifyitems(config, items):
     """Integration tests need root and the lab's programs; say exactly what is missing."""
-    missing = [b for b in INTEGRATION_BINARIES if shutil.which(b) is None]
+    from weblab import programs  # the one declaration preflight and doctor read too
+    missing = sorted(programs.missing(programs.for_every_design()))
     reasons = []
     if os.geteuid() != 0:
         reasons.append("needs root (run: sudo make test)")

@@ -60,7 +60,7 @@ def cmd_list(args) -> int:
 
 def cmd_doctor(args) -> int:
     from weblab import doctor
-    return doctor.main([])
+    return doctor.main((["--design", args.design] if args.design else []) + (["-q"] if args.quiet else []))
 
 
 def lab_kwargs(args) -> dict[str, Any]:
@@ -460,8 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     sub.add_parser("list", help="designs and experiments, one line each").set_defaults(fn=cmd_list)
-    sub.add_parser("doctor", help="check this machine: root, programs, kernel features").set_defaults(
-        fn=cmd_doctor)
+    doc = sub.add_parser("doctor", help="check this machine: root, programs, kernel features")
+    doc.add_argument("--design", help="check exactly what this design needs")
+    doc.add_argument("-q", "--quiet", action="store_true", help="print only failures and warnings")
+    doc.set_defaults(fn=cmd_doctor)
 
     up = sub.add_parser("up", help="start a design (interactive CLI, or --detach)")
     up.add_argument("design")

@@ -19,16 +19,6 @@ from weblab.datapath import DatapathFacts, decide_datapath, probe_datapath
 INSTALL = "sudo make install"
 PYTHON_MIN = (3, 11)
 MODULES = ("mininet", "os_ken", "scapy", "matplotlib", "pymysql", "jinja2")
-# program -> the Debian package that ships it
-BINARIES = {
-    "mnexec": "mininet", "ovsdb-server": "openvswitch-common", "ovs-vswitchd": "openvswitch-switch",
-    "ovs-vsctl": "openvswitch-switch", "ovs-ofctl": "openvswitch-common", "ovsdb-tool": "openvswitch-common",
-    "nginx": "nginx", "haproxy": "haproxy", "mariadbd": "mariadb-server",
-    "mariadb-install-db": "mariadb-server", "mariadb": "mariadb-client", "named": "bind9",
-    "named-checkconf": "bind9-utils", "named-checkzone": "bind9-utils", "dig": "bind9-dnsutils",
-    "curl": "curl", "wrk": "wrk", "tcpdump": "tcpdump", "ethtool": "ethtool", "ip": "iproute2",
-    "nsenter": "util-linux", "iperf3": "iperf3", "keepalived": "keepalived", "cgcreate": "cgroup-tools",
-}
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 SYS = Path("/sys")
 CGROUP = Path("/sys/fs/cgroup")
@@ -210,11 +200,17 @@ def check_run_dir(path: Path | None = None) -> Check:
 
 # -- all together -------------------------------------------------------------------------------------
 
-def checks() -> list[Check]:
-    """Every check, in the order they are printed."""
+def checks(design: str | None = None) -> list[Check]:
+    """Every check, in the order they are printed: for every design, or exactly what one design needs."""
+    from weblab import programs
+    if design is None:
+        needed = programs.for_every_design()
+    else:
+        from topologies import get
+        needed = programs.for_design(get(design))
     out = [check_root(), check_python()]
     out += [check_import(m) for m in MODULES]
-    out += [check_binary(name, pkg) for name, pkg in BINARIES.items()]
+    out += [check_binary(name, pkg) for name, pkg in sorted(needed.items())]
     out += [check_datapath(), *check_qdiscs(), check_cgroup_cpu(), check_run_dir()]
     return out
 
@@ -231,8 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     """Print one line per check; 1 if any required check failed."""
     parser = argparse.ArgumentParser(prog="weblab doctor", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="print only failures and warnings")
+    parser.add_argument("--design", help="check exactly what this design needs (default: every design and "
+                                         "the experiments' tools)")
     args = parser.parse_args(argv)
-    results = checks()
+    if args.design:
+        from topologies import get
+        try:
+            get(args.design)
+        except ValueError as e:
+            print(f"weblab doctor: {e}", file=sys.stderr)
+            return 2
+    results = checks(args.design)
     for check in results:
         if not (args.quiet and check.ok):
             print(check.line())

@@ -16,27 +16,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from weblab import clean, programs
 from weblab.core import cgroups, cores, paths
-from weblab import clean
 from weblab.core.errors import NotReady, WeblabError
-from weblab.lock import LabLock
-from weblab.core.wait import wait_for
-from weblab.datapath import choose_datapath
-from weblab.ovs import PrivateOVS
 from weblab.core.proc import ProcRef
 from weblab.core.state import RunState
-
-# Binaries a lab needs whatever its design; services add their own.
-CORE_BINARIES = ("mnexec", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovsdb-tool", "ip",
-                 "ethtool", "mount", "curl")
-SERVICE_BINARIES = {"nginx": ("nginx",), "dns": ("named", "named-checkconf", "named-checkzone", "dig"),
-                    "mariadb": ("mariadbd", "mariadb-install-db", "mariadb", "mariadb-admin"),
-                    "webapp": (), "haproxy": ("haproxy",), "keepalived": ("keepalived",),
-                    "dbfailover": ("nsupdate",), "prometheus": ("prometheus", "promtool"),
-                    "node_exporter": ("prometheus-node-exporter",),
-                    "nginx_exporter": ("prometheus-nginx-exporter",),
-                    "mysqld_exporter": ("prometheus-mysqld-exporter",)}
-
+from weblab.core.wait import wait_for
+from weblab.datapath import choose_datapath
+from weblab.lock import LabLock
+from weblab.ovs import PrivateOVS
 
 def new_run_id() -> str:
     """A run id: time of start plus a random suffix."""
@@ -61,13 +49,11 @@ def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None =
     if bad:
         raise WeblabError(f"--cpu fractions must be in (0, 1] of the machine: {bad}")
     cores.validate(cpus or {}, topo.hosts())
-    needed = list(CORE_BINARIES)
-    for spec in topo.services:
-        needed += SERVICE_BINARIES.get(spec.kind, ())
-    missing = [b for b in dict.fromkeys(needed) if shutil.which(b) is None]
-    if missing:
-        raise WeblabError(f"missing programs: {', '.join(missing)}; install them with: sudo make install "
-                          f"(check with: sudo weblab doctor)")
+    absent = programs.missing(programs.for_design(design_cls, values))
+    if absent:
+        raise WeblabError(f"missing programs: {', '.join(f'{p} (package {pkg})' for p, pkg in absent.items())}; "
+                          f"install them with: sudo make install (check with: sudo weblab doctor --design "
+                          f"{design_cls.design})")
     leftovers = clean.crashed_runs()
     if leftovers:
         raise WeblabError(f"run {leftovers[0]} did not shut down cleanly; remove what it left with: "
@@ -123,6 +109,7 @@ class Lab:
     def start(self) -> "Lab":
         """Bring the lab up; on any failure tear down what was started and re-raise."""
         values = preflight(self.design_cls, self.params, self.cpu, self.cores)
+        self.params = values
         if self.owns_lock:
             self.lock.acquire(self.run_id, self.design)
         t0 = time.monotonic()
@@ -367,6 +354,35 @@ class Lab:
         if host not in self.topo.addresses:
             raise WeblabError(f"unknown host {host!r}; hosts: {', '.join(self.topo.addresses)}")
         return self.topo.addresses[host][0]
+
+    def role(self, host: str) -> str:
+        self.ip(host)  # an unknown host is an error naming the known ones
+        return self.topo.roles.get(host, "")
+
+    def address_on(self, host: str, peer: str) -> str:
+        """host's address on a network it shares with peer."""
+        try:
+            return self.topo.address_on(host, peer)
+        except (KeyError, ValueError) as e:
+            raise WeblabError(f"no address of {host} facing {peer}: {e}") from None
+
+    @property
+    def cgroups(self) -> dict[str, Path]:
+        """host -> its CPU cgroup (only CPU-limited hosts have one)."""
+        return {Path(p).name: Path(p) for p in self.state.data.get("cgroups", [])}
+
+    def services(self, kind: str | None = None) -> list[tuple[str, str]]:
+        """(host, kind) of every service of the design, in start order; only one kind if given."""
+        return [(s.host, s.kind) for s in self.topo.services if kind is None or s.kind == kind]
+
+    def policy(self) -> dict[str, Any]:
+        """The policy document the controller was given."""
+        return self.topo.policy_document()
+
+    def firewall(self, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        """One request to the controller's control socket (show, allow, deny, remove, enable, disable)."""
+        from weblab.firewall import control
+        return control(self.state.data, request, timeout=timeout)
 
     @property
     def entry_ip(self) -> str:

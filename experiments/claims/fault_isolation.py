@@ -35,10 +35,7 @@ def burn_sql(seconds: float) -> str:
 
 def cgroup_of(lab: Any, host: str) -> Path | None:
     """The CPU cgroup directory the lab made for host, if any."""
-    for path in lab.state.data.get("cgroups", []):
-        if Path(path).name == host:
-            return Path(path)
-    return None
+    return lab.cgroups.get(host)
 
 
 def read_cpu_stat(path: Path | None) -> dict[str, int]:

@@ -14,6 +14,7 @@ from experiments.base import Case, Experiment, say
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.verdict import INCONCLUSIVE, Verdict, decide, inconclusive
+from weblab.core.errors import WeblabError
 
 CLIENT, INSIDER = "client", "server1"       # the internet, and the "compromised" web server
 LISTENERS, POLICY, FW_BEFORE, FW_AFTER = "listeners.json", "policy.json", "firewall-before.json", "firewall-after.json"
@@ -162,20 +163,19 @@ def loopback(addr: str) -> bool:
 def address_for(lab: Any, target: str, source: str) -> str:
     """target's address on a network source shares (else its first address: then no route, recorded as such)."""
     try:
-        return lab.topo.address_on(target, source)
-    except (AttributeError, ValueError, KeyError):
+        return lab.address_on(target, source)
+    except WeblabError:
         return lab.ip(target)
 
 
 def lab_policy(lab: Any) -> dict[str, Any]:
     """The policy the controller enforces (hosts with roles and addresses, rules), as the lab hands it over."""
-    return lab.topo.policy_document()
+    return lab.policy()
 
 
 def firewall_show(lab: Any) -> dict[str, Any]:
     """The controller's rules with their packet/byte counters (what `weblab firewall show` prints)."""
-    from weblab.firewall import control
-    return control(lab.state.data, {"op": "show"}, timeout=10)
+    return lab.firewall({"op": "show"}, timeout=10)
 
 
 def read_scans(raw: Path) -> list[dict[str, Any]]:
