@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from hostapps.base import Service, render_template
+from hostapps.haproxy import HAProxy
 from weblab.core.errors import WeblabError
 
 
@@ -31,7 +32,7 @@ class Keepalived(Service):
     binaries = {"keepalived": "keepalived"}
     defaults: dict[str, Any] = {"vip": "", "prefix": 24, "interface": "", "state": "BACKUP",
                                 "priority": 100, "router_id": 51, "advert_int": 1.0, "peers": [],
-                                "src_ip": "", "check_port": 8404, "check_path": "/alive",
+                                "src_ip": "", "check_port": HAProxy.defaults["stats_port"], "check_path": "/alive",
                                 "check_interval": 1}
 
     def __init__(self, *a: Any, **kw: Any):

@@ -11,8 +11,16 @@ from typing import Any
 from hostapps.base import Service, render_template
 from weblab.core.errors import NotReady, WeblabError
 
-# The port each kind of target listens on, used when a target's address comes without one.
-JOB_PORTS = {"node": 9100, "nginx": 9113, "mysqld": 9104, "haproxy": 8404, "prometheus": 9090}
+
+
+def job_ports() -> dict[str, int]:
+    """The jobs the recording rules know (templates/prometheus-rules.yml.j2), each with the port its
+    target serves by default: read from that hostapp's defaults, the port's one home."""
+    from hostapps.exporters import MysqldExporter, NginxExporter, NodeExporter
+    from hostapps.haproxy import HAProxy
+    return {"node": NodeExporter.defaults["port"], "nginx": NginxExporter.defaults["port"],
+            "mysqld": MysqldExporter.defaults["port"], "haproxy": HAProxy.defaults["stats_port"],
+            "prometheus": Prometheus.defaults["port"]}
 
 # Recording rules and alert defined in templates/prometheus-rules.yml.j2 (a test keeps them in step).
 # The rate window is an option, so the names do not carry it: experiments can rely on them.
@@ -81,10 +89,11 @@ class Prometheus(Service):
         if not self.opts["targets"]:
             raise WeblabError(f"{where}: no scrape targets")
         jobs: dict[str, list[dict[str, str]]] = {}
+        ports = job_ports()
         for t in self.opts["targets"]:
             job, host, address = t.get("job"), t.get("host"), str(t.get("address") or "")
-            if job not in JOB_PORTS:
-                raise WeblabError(f"{where}: target {t!r}: job must be one of {', '.join(JOB_PORTS)}")
+            if job not in ports:
+                raise WeblabError(f"{where}: target {t!r}: job must be one of {', '.join(ports)}")
             if not host or not address:
                 raise WeblabError(f"{where}: target {t!r} needs a host and an address")
             if any(seen["host"] == host for seen in jobs.get(job, [])):
@@ -92,8 +101,8 @@ class Prometheus(Service):
                 raise WeblabError(f"{where}: host {host} is listed twice for job {job}")
             if set(t) - {"job", "host", "address", "port"}:
                 raise WeblabError(f"{where}: target {t!r}: keys are job, host, address and port")
-            if ":" not in address:  # a bare IP (a resolved Ref): the given or the usual port
-                address = f"{address}:{t.get('port') or JOB_PORTS[job]}"
+            if ":" not in address:  # a bare IP (a resolved Ref): the given port, else the job's default
+                address = f"{address}:{t.get('port') or ports[job]}"
             jobs.setdefault(job, []).append({"host": host, "address": address})
         return jobs
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from mininet.topo import Topo
@@ -44,6 +44,18 @@ class CAFile:
 
 
 @dataclass(frozen=True)
+class Port:
+    """Stands for a service's port number (its option `option`, e.g. node_exporter's "port"): the one
+    home of a port is the hostapp's defaults, or the design's option for that service."""
+
+    kind: str
+    option: str = "port"
+
+    def __str__(self) -> str:
+        return f"the {self.option} of {self.kind}"
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """One daemon on one host: its kind (a hostapp) and options."""
 
@@ -60,7 +72,7 @@ class Rule:
     src: str
     dst: str
     proto: str
-    port: int | None = None
+    port: "int | Port | None" = None
     action: str = "allow"
 
     def to_json(self) -> dict[str, Any]:
@@ -112,24 +124,20 @@ def mac_for(ip: str) -> str:
 
 
 class LabTopo(Topo):
-    """A design: the Mininet graph plus roles, services, entry point and policy."""
+    """A design: the Mininet graph (whose node and link options hold every node and link fact: role,
+    addresses, MAC, link aliases, VIPs) plus the services, the entry point and the firewall policy."""
 
     design: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     params: ClassVar[dict[str, Param]] = {}
 
     def __init__(self, **params: Any):
-        self.roles: dict[str, str] = {}
-        self.addresses: dict[str, list[str]] = {}
-        self.interfaces: dict[str, list[ipaddress.IPv4Interface]] = {}
         self.services: list[ServiceSpec] = []
         self.rules: list[Rule] = list(BASE_RULES)
         self.firewall = False
         self.pki = False  # a CA is made per run and every host trusts it
-        self.link_names: dict[str, tuple[str, str]] = {}  # alias -> (host, switch), for capture/sniff
         self.entry: str = ""
         self.entry_address: str = ""  # set when the entry point is a virtual IP, not a host's address
-        self.vips: dict[str, list[str]] = {}  # host -> virtual IPs it may hold (VRRP)
         self.zone = ZONE
         self.values = self.resolve_params(params)
         super().__init__(**self.values)
@@ -163,29 +171,65 @@ class LabTopo(Topo):
             out[name] = value
         return out
 
+    # --- building: every fact goes into the graph's own options ----------------------------------
     def add_node(self, name: str, role: str, switch: str, ip: str, prefix: int = 24,
-                 **opts: Any) -> str:
-        """A host with a role, one leg on switch; more legs with add_leg."""
-        self.addHost(name, ip=f"{ip}/{prefix}", mac=mac_for(ip), **opts)
-        self.roles[name] = role
-        self.addresses[name] = [ip]
-        self.interfaces[name] = [ipaddress.ip_interface(f"{ip}/{prefix}")]
-        self.addLink(name, switch)
-        self.link_names[f"{name}-link"] = (name, switch)
+                 link: str | None = None, vips: tuple[str, ...] = (), **opts: Any) -> str:
+        """A host with a role and its first leg on switch (link: the leg's alias, default NAME-link);
+        vips: virtual addresses it may hold (VRRP). More legs with add_leg."""
+        self.addHost(name, ip=f"{ip}/{prefix}", mac=mac_for(ip), role=role, vips=list(vips), **opts)
+        self.add_leg(name, switch, ip, prefix, link=link or f"{name}-link")
         return name
 
-    def add_leg(self, name: str, switch: str, ip: str, prefix: int = 24) -> None:
-        """Another interface of host name, on another network."""
-        self.addLink(name, switch, params1={"ip": f"{ip}/{prefix}"}, addr1=mac_for(ip))
-        self.addresses[name].append(ip)
-        self.interfaces[name].append(ipaddress.ip_interface(f"{ip}/{prefix}"))
+    def add_leg(self, name: str, switch: str, ip: str, prefix: int = 24, link: str | None = None,
+                **opts: Any) -> None:
+        """Another interface of host name, on another network (link: an alias for capture/sniff)."""
+        self.addLink(name, switch, params1={"ip": f"{ip}/{prefix}"}, addr1=mac_for(ip), alias=link, **opts)
+
+    # --- reading the graph --------------------------------------------------------------------------
+    def role(self, host: str) -> str:
+        """The role a design gave host (client, dns, lb, web, ...)."""
+        return self.nodeInfo(host).get("role", "")
+
+    def legs(self, host: str) -> list[dict[str, Any]]:
+        """host's interfaces in port order: switch, address (ip_interface), MAC, switch port, alias."""
+        out = []
+        for _a, _b, info in self.links(sort=False, withInfo=True):
+            if info["node1"] != host:
+                continue
+            out.append({"switch": info["node2"], "port": info["port2"], "host_port": info["port1"],
+                        "ip": ipaddress.ip_interface(info["params1"]["ip"]), "mac": info["addr1"],
+                        "alias": info.get("alias")})
+        return sorted(out, key=lambda leg: leg["host_port"])
+
+    def addresses_of(self, host: str) -> list[str]:
+        """host's addresses, its first leg's first."""
+        return [str(leg["ip"].ip) for leg in self.legs(host)]
+
+    def vips_of(self, host: str) -> list[str]:
+        """The virtual addresses host may hold."""
+        return list(self.nodeInfo(host).get("vips", []))
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """host -> role (read from the graph)."""
+        return {h: self.role(h) for h in self.hosts()}
+
+    @property
+    def addresses(self) -> dict[str, list[str]]:
+        """host -> its addresses (read from the graph)."""
+        return {h: self.addresses_of(h) for h in self.hosts()}
+
+    def link_names(self) -> dict[str, tuple[str, str]]:
+        """alias -> (host, switch) of every link the design named (lb-back, client-link, ...)."""
+        return {info["alias"]: (info["node1"], info["node2"])
+                for _a, _b, info in self.links(sort=True, withInfo=True) if info.get("alias")}
 
     def address_on(self, host: str, peer: str) -> str:
         """host's address on a network it shares with peer (the first one)."""
-        for mine in self.interfaces[host]:
-            for theirs in self.interfaces[peer]:
-                if mine.network == theirs.network:
-                    return str(mine.ip)
+        for mine in self.legs(host):
+            for theirs in self.legs(peer):
+                if mine["ip"].network == theirs["ip"].network:
+                    return str(mine["ip"].ip)
         raise ValueError(f"{host} and {peer} share no network")
 
     def add_service(self, host: str, kind: str, **options: Any) -> None:
@@ -197,34 +241,49 @@ class LabTopo(Topo):
         self.add_service(host, "dns", zone=self.zone, apex=self.entry_address or Ref(self.entry),
                          cnames={"www": f"{self.zone}."}, a_records=HostTable(), **extra)
 
-    def host_role(self, name: str) -> str:
-        return self.roles[name]
+    def service_spec(self, host: str, kind: str) -> ServiceSpec | None:
+        """The declaration of a kind of service on host, if the design has one."""
+        return next((s for s in self.services if (s.host, s.kind) == (host, kind)), None)
+
+    def port_of(self, port: Port, host: str | None, defaults: dict[str, dict[str, Any]]) -> int:
+        """The number a Port stands for: the option as the design sets it for that service on host,
+        else the service's default (defaults: kind -> the hostapp's default options)."""
+        spec = self.service_spec(host, port.kind) if host else None
+        if spec is not None and port.option in spec.options:
+            return int(spec.options[port.option])
+        try:
+            return int(defaults[port.kind][port.option])
+        except KeyError:
+            raise ValueError(f"{self.design}: {port} names no service option with a default") from None
 
     def attachments(self) -> list[dict[str, Any]]:
         """Every host interface: its address, MAC, and the switch (dpid) and port it plugs into."""
         out = []
-        for _a, _b, info in self.links(withInfo=True):
-            host, switch = info["node1"], info["node2"]
-            if self.isSwitch(host):
-                host, switch = switch, host
-            port = info["port2"] if info["node2"] == switch else info["port1"]
-            ip = info.get("params1", {}).get("ip") or self.nodeInfo(host)["ip"]
-            mac = info.get("addr1") or self.nodeInfo(host)["mac"]
-            out.append({"name": host, "role": self.roles.get(host, ""), "ips": [ip.split("/")[0]],
-                        "mac": mac, "dpid": dpid_of(switch), "port": port})
+        for host in self.hosts():
+            for leg in self.legs(host):
+                out.append({"name": host, "role": self.role(host), "ips": [str(leg["ip"].ip)],
+                            "mac": leg["mac"], "dpid": dpid_of(leg["switch"]), "port": leg["port"]})
         return out
 
-    def policy_document(self) -> dict[str, Any]:
-        """What the controller enforces: hosts with attachments and VIPs, switches, rules."""
+    def policy_document(self, defaults: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What the controller enforces: hosts with attachments and VIPs, switches, rules (a Port in a
+        rule is resolved with defaults: kind -> the hostapp's default options)."""
         hosts = []
         for att in self.attachments():
-            nets = [i.network for i in self.interfaces[att["name"]] if str(i.ip) == att["ips"][0]]
-            vips = [v for v in self.vips.get(att["name"], [])
-                    if any(ipaddress.ip_address(v) in n for n in nets)]
+            net = next(leg["ip"].network for leg in self.legs(att["name"]) if str(leg["ip"].ip) == att["ips"][0])
+            vips = [v for v in self.vips_of(att["name"]) if ipaddress.ip_address(v) in net]
             hosts.append({**att, "vips": vips} if vips else att)
+        rules = []
+        for r in self.rules:
+            if isinstance(r.port, Port):
+                if defaults is None:
+                    raise ValueError(f"rule {r.id} names {r.port}: policy_document needs the services' defaults")
+                host = r.dst if r.dst in self.hosts() else None
+                r = replace(r, port=self.port_of(r.port, host, defaults))
+            rules.append(r.to_json())
         return {"firewall": bool(self.firewall), "hosts": hosts,
                 "switches": [{"dpid": dpid_of(s), "name": s} for s in self.switches()],
-                "rules": [r.to_json() for r in self.rules]}
+                "rules": rules}
 
 
 def dpid_of(switch: str) -> int:

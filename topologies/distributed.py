@@ -39,11 +39,9 @@ class Distributed(LabTopo):
         self.add_node("client", "client", s1, FRONT.ip(100))
         self.add_node("dns", "dns", s1, FRONT.ip(2))
         self.add_leg("dns", s2, BACK.ip(2))
-        self.add_node("lb1", "lb", s1, FRONT.ip(10))
-        self.add_leg("lb1", s2, BACK.ip(10))
         # The load balancer's two links: what the client sees, and what the backends see.
-        self.link_names.update({"lb-front": ("lb1", s1), "lb-back": ("lb1", s2)})
-        del self.link_names["lb1-link"]
+        self.add_node("lb1", "lb", s1, FRONT.ip(10), link="lb-front")
+        self.add_leg("lb1", s2, BACK.ip(10), link="lb-back")
         self.web = [f"server{i}" for i in range(1, p["servers"] + 1)]
         for i, name in enumerate(self.web, start=1):
             self.add_node(name, "web", s2, BACK.ip(10 + i))

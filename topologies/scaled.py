@@ -48,12 +48,8 @@ class Scaled(LabTopo):
         self.add_leg("dns", s2, BACK.ip(2))
         lbs = ["lb1", "lb2"]
         for i, lb in enumerate(lbs, start=1):
-            self.add_node(lb, "lb", s1, FRONT.ip(10 * i))
-            self.add_leg(lb, s2, BACK.ip(10 * i))
-            self.vips[lb] = [VIP]
-            self.link_names[f"{lb}-front"] = (lb, s1)
-            self.link_names[f"{lb}-back"] = (lb, s2)
-            del self.link_names[f"{lb}-link"]
+            self.add_node(lb, "lb", s1, FRONT.ip(10 * i), link=f"{lb}-front", vips=(VIP,))
+            self.add_leg(lb, s2, BACK.ip(10 * i), link=f"{lb}-back")
         web = [f"web{i}" for i in range(1, p["web"] + 1)]
         app = [f"app{i}" for i in range(1, p["app"] + 1)]
         for i, name in enumerate(web, start=1):

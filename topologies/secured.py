@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import CAFile, Cert, Param, Ref, Rule
+from topologies.base import CAFile, Cert, Param, Port, Ref, Rule
 from topologies.distributed import BACK, Distributed
 
-EXPORTER_PORTS = {"node": 9100, "nginx": 9113, "mysqld": 9104}
-HAPROXY_METRICS_PORT = 8404
+# the exporter kinds of monitoring: job name -> the hostapp kind that serves it
+EXPORTERS = {"node": "node_exporter", "nginx": "nginx_exporter", "mysqld": "mysqld_exporter"}
+HAPROXY_METRICS = Port("haproxy", "stats_port")  # HAProxy's own Prometheus endpoint
 
 
 def add_monitoring(topo, monitor: str, exporters: dict[str, list[str]], haproxy: list[str],
@@ -24,14 +25,14 @@ def add_monitoring(topo, monitor: str, exporters: dict[str, list[str]], haproxy:
     targets = []
     for host, kinds in exporters.items():
         for kind in kinds:
-            topo.add_service(host, f"{kind}_exporter")
+            topo.add_service(host, EXPORTERS[kind])
             targets.append({"job": kind, "host": host, "address": Ref(host, on=monitor),
-                            "port": EXPORTER_PORTS[kind]})
-            topo.rules.append(Rule(f"monitor-{kind}-{host}", monitor, host, "tcp", EXPORTER_PORTS[kind]))
+                            "port": Port(EXPORTERS[kind])})
+            topo.rules.append(Rule(f"monitor-{kind}-{host}", monitor, host, "tcp", Port(EXPORTERS[kind])))
     for host in haproxy:
         targets.append({"job": "haproxy", "host": host, "address": Ref(host, on=monitor),
-                        "port": HAPROXY_METRICS_PORT})
-        topo.rules.append(Rule(f"monitor-haproxy-{host}", monitor, host, "tcp", HAPROXY_METRICS_PORT))
+                        "port": HAPROXY_METRICS})
+        topo.rules.append(Rule(f"monitor-haproxy-{host}", monitor, host, "tcp", HAPROXY_METRICS))
     topo.add_service(monitor, "prometheus", targets=targets, qps_alert_threshold=qps_alert)
 
 

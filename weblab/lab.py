@@ -185,14 +185,14 @@ class Lab:
         hosts = {}
         for h in self.net.hosts:
             self.state.data["processes"].append(ProcRef.of(f"shell:{h.name}", h.pid, host=h.name).to_dict())
-            hosts[h.name] = {"pid": h.pid, "role": self.topo.roles.get(h.name, ""),
-                             "ips": self.topo.addresses.get(h.name, []),
+            hosts[h.name] = {"pid": h.pid, "role": self.topo.role(h.name),
+                             "ips": self.topo.addresses_of(h.name),
                              "intfs": [i.name for i in h.intfList() if i.name != "lo"]}
         for s in self.net.switches:
             self.state.data["processes"].append(ProcRef.of(f"shell:{s.name}", s.pid).to_dict())
         self.state.data["hosts"] = hosts
         self.state.data["switches"] = [s.name for s in self.net.switches]
-        self.state.data["link_names"] = {k: list(v) for k, v in self.topo.link_names.items()}
+        self.state.data["link_names"] = {k: list(v) for k, v in self.topo.link_names().items()}
         self.state.data["links"] = [[l.intf1.node.name, l.intf1.name, l.intf2.node.name, l.intf2.name]
                                     for l in self.net.links]
         self.state.save()
@@ -240,7 +240,7 @@ class Lab:
     def _start_controller(self) -> None:
         cdir = self.run_dir / "controller"
         cdir.mkdir(parents=True, exist_ok=True)
-        (cdir / "policy.json").write_text(json.dumps(self.topo.policy_document(), indent=2))
+        (cdir / "policy.json").write_text(json.dumps(self.policy(), indent=2))
         port = free_port()
         log = cdir / "controller.log"
         argv = [sys.executable, "-m", "controllers.run", "--listen", "127.0.0.1", "--port", str(port),
@@ -301,7 +301,7 @@ class Lab:
 
     def _make_service(self, spec):
         from hostapps import registry
-        from topologies.base import CAFile, Cert, HostTable, Ref
+        from topologies.base import CAFile, Cert, HostTable, Port, Ref
         kinds = registry()
         if spec.kind not in kinds:
             raise WeblabError(f"design {self.design}: unknown service kind {spec.kind!r}")
@@ -309,14 +309,18 @@ class Lab:
         def resolve(v):
             if isinstance(v, Ref):
                 return self.topo.address_on(v.host, v.on) if v.on else self.ip(v.host)
+            if isinstance(v, Port):
+                raise WeblabError(f"{spec.kind}@{spec.host}: {v} outside a target (host unknown)")
             if isinstance(v, Cert):
-                ips = self.topo.addresses[v.host] if v.host else []
+                ips = self.topo.addresses_of(v.host) if v.host else []
                 return str(self.ca.issue(v.name, list(v.dns_names), ips))
             if isinstance(v, CAFile):
                 return str(self.ca.cert)
             if isinstance(v, HostTable):
                 return {h: self.ip(h) for h in self.hosts()}
             if isinstance(v, dict):
+                if isinstance(v.get("port"), Port):  # a target: the port of that service on its host
+                    v = {**v, "port": self.topo.port_of(v["port"], v.get("host"), service_defaults())}
                 return {k: resolve(x) for k, x in v.items()}
             if isinstance(v, list):
                 return [resolve(x) for x in v]
@@ -351,13 +355,15 @@ class Lab:
         return list(self.state.data["hosts"])
 
     def ip(self, host: str) -> str:
-        if host not in self.topo.addresses:
-            raise WeblabError(f"unknown host {host!r}; hosts: {', '.join(self.topo.addresses)}")
-        return self.topo.addresses[host][0]
+        return self.topo.addresses_of(self._known(host))[0]
 
     def role(self, host: str) -> str:
-        self.ip(host)  # an unknown host is an error naming the known ones
-        return self.topo.roles.get(host, "")
+        return self.topo.role(self._known(host))
+
+    def _known(self, host: str) -> str:
+        if host not in self.topo.hosts():
+            raise WeblabError(f"unknown host {host!r}; hosts: {', '.join(self.topo.hosts())}")
+        return host
 
     def address_on(self, host: str, peer: str) -> str:
         """host's address on a network it shares with peer."""
@@ -376,8 +382,8 @@ class Lab:
         return [(s.host, s.kind) for s in self.topo.services if kind is None or s.kind == kind]
 
     def policy(self) -> dict[str, Any]:
-        """The policy document the controller was given."""
-        return self.topo.policy_document()
+        """The policy document the controller is given."""
+        return self.topo.policy_document(service_defaults())
 
     def firewall(self, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         """One request to the controller's control socket (show, allow, deny, remove, enable, disable)."""
@@ -486,6 +492,12 @@ class Lab:
                               (f" (logs kept in {kept})" if kept else ""))
         if kept:
             print(f"weblab: the run failed; its logs are kept in {kept}", file=sys.stderr)
+
+
+def service_defaults() -> dict[str, dict[str, Any]]:
+    """kind -> the hostapp's default options: where a Port in a design finds its number."""
+    from hostapps import registry
+    return {kind: cls.defaults for kind, cls in registry().items()}
 
 
 def _main_thread() -> bool:

@@ -13,12 +13,15 @@ from experiments import drive, plots
 from experiments.base import Case, Experiment, say
 from experiments.fidelity import window
 from experiments.registry import register
+from hostapps.haproxy import HAProxy
+from hostapps.mariadb import MariaDB
 from experiments.verdict import INCONCLUSIVE, Verdict, decide, inconclusive
 from weblab.core.errors import WeblabError
 
 CLIENT, INSIDER = "client", "server1"       # the internet, and the "compromised" web server
 LISTENERS, POLICY, FW_BEFORE, FW_AFTER = "listeners.json", "policy.json", "firewall-before.json", "firewall-after.json"
-DATABASE_PORTS, ADMIN_PORTS = (3306,), (8404,)   # MariaDB; HAProxy stats/admin page
+DATABASE_PORTS = (MariaDB.defaults["port"],)
+ADMIN_PORTS = (HAProxy.defaults["stats_port"],)  # HAProxy stats/admin page
 EXTRA_TCP = (22, 8080)                       # common ports nothing should listen on: must never be open
 
 

@@ -90,8 +90,31 @@ def test_distributed_parameters():
 @pytest.mark.parametrize("design", sorted(DESIGNS))
 def test_every_design_policy_is_accepted_by_the_controller(design):
     from controllers.policy import parse_policy
-    policy = parse_policy(DESIGNS[design]().policy_document())
+    from weblab.lab import service_defaults
+    policy = parse_policy(DESIGNS[design]().policy_document(service_defaults()))
     assert policy.rules and policy.switches
+
+
+def test_ports_in_rules_and_targets_come_from_the_services_defaults():
+    from hostapps.exporters import NodeExporter
+    from hostapps.haproxy import HAProxy
+    from topologies.secured import Secured
+    from weblab.lab import service_defaults
+    t = Secured()
+    rules = {r["id"]: r for r in t.policy_document(service_defaults())["rules"]}
+    assert rules["monitor-node-server1"]["port"] == NodeExporter.defaults["port"]
+    assert rules["monitor-haproxy-lb1"]["port"] == HAProxy.defaults["stats_port"]
+    with pytest.raises(ValueError, match="needs the services' defaults"):
+        t.policy_document()
+
+
+def test_facts_live_in_the_graph():
+    from topologies.scaled import Scaled
+    t = Scaled(monitoring=False)
+    assert t.nodeInfo("lb1")["role"] == "lb" and t.nodeInfo("lb1")["vips"] == ["10.0.0.9"]
+    assert t.link_names()["lb1-back"] == ("lb1", "s2") and "lb1-link" not in t.link_names()
+    assert t.addresses_of("lb2") == ["10.0.0.20", "10.0.1.20"]
+    assert t.vips_of("web1") == []
 
 
 def test_policy_attachments_follow_mininet_ports_and_legs():
