@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from weblab.core.wire import http_label, tls_header
+
 PCAP_HEADER = 24  # bytes tcpdump writes once its capture socket is open
 
 
@@ -48,20 +50,6 @@ def _kind(flags: str, payload: int) -> str:
     if "F" in flags:
         return "FIN"
     return "DATA" if payload else "ACK"
-
-
-def http_label(payload: bytes) -> str:
-    """A request line, or a status line with its Content-Type, or '' for other bytes."""
-    head = payload.split(b"\r\n\r\n", 1)[0]
-    lines = head.split(b"\r\n")
-    first = lines[0].decode("latin-1", "replace")
-    if first.startswith("HTTP/"):
-        ctype = next((ln.split(b":", 1)[1].strip().decode("latin-1") for ln in lines[1:]
-                      if ln.lower().startswith(b"content-type:")), "")
-        return f"{first} ({ctype})" if ctype else first
-    if first.split(" ", 1)[0] in ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH") and "HTTP/" in first:
-        return first
-    return ""
 
 
 def _tcp_segments(pcap: Path, port: int | None = None):
@@ -165,9 +153,6 @@ def _iter_rr(rr: Any) -> Any:
         rr = rr.payload if rr.payload and hasattr(rr.payload, "rrname") else None
 
 
-TLS_CONTENT_TYPES = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "ApplicationData"}
-
-
 @dataclass(frozen=True)
 class TlsRecord:
     """A TLS record header found at the start of a TCP payload (what a sniffer sees of HTTPS)."""
@@ -185,9 +170,9 @@ def tls_records(pcap: Path, port: int | None = None) -> list[TlsRecord]:
     """TLS records that start a TCP payload (optionally to/from port), in capture order."""
     out = []
     for n, _, ip, tcp, payload in _tcp_segments(pcap, port):
-        if len(payload) >= 5 and payload[0] in TLS_CONTENT_TYPES and payload[1] == 3:
-            out.append(TlsRecord(n, ip.src, ip.dst, tcp.sport, tcp.dport,
-                                 TLS_CONTENT_TYPES[payload[0]], int.from_bytes(payload[3:5], "big")))
+        header = tls_header(payload)
+        if header:
+            out.append(TlsRecord(n, ip.src, ip.dst, tcp.sport, tcp.dport, *header))
     return out
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from experiments.base import say
+from hostapps.accounts import WEB_PASSWORD, WEB_USER
 from experiments.capture import context_of, find_bytes, payload_summary, tcp_events, tls_records
 
-USERNAME, PASSWORD = "alice", "wonderland"
+USERNAME, PASSWORD = WEB_USER, WEB_PASSWORD
 FORM = f"username={USERNAME}&password={PASSWORD}"
 NEEDLES = {"form": FORM.encode(), "password": PASSWORD.encode()}
 

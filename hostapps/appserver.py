@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from hostapps.accounts import APP, DATABASE
 from hostapps.base import Service
 
 
@@ -13,7 +14,7 @@ class AppServer(Service):
     binaries = {}
     defaults = {"bind": "127.0.0.1:8000", "workers": 2, "threads": 4, "server_name": "",
                 "db_read": "127.0.0.1:3306", "db_write": "127.0.0.1:3306",
-                "db_user": "app", "db_password": "app-secret", "db_name": "foobar"}
+                "db_user": APP.user, "db_password": APP.password, "db_name": DATABASE}
 
     def gunicorn(self) -> list[str]:
         return [sys.executable, "-m", "gunicorn", "--bind", self.opts["bind"],

@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hostapps.accounts import FAILOVER
 from hostapps.base import Service
+from weblab.core.errors import WeblabError
 
 
 class DbFailover(Service):
@@ -30,9 +32,15 @@ class DbFailover(Service):
 
     kind = "dbfailover"
     binaries = {"nsupdate": "bind9-dnsutils"}
-    defaults: dict[str, Any] = {"primary": "", "replicas": [], "dns_server": "", "zone": "foobar.com",
+    defaults: dict[str, Any] = {"primary": "", "replicas": [], "dns_server": "", "zone": "",
                                 "record": "db-primary", "interval": 0.2, "fall": 3, "ttl": 1,
-                                "user": "failover", "password": "failover-secret"}
+                                "user": FAILOVER.user, "password": FAILOVER.password}
+
+    def __init__(self, *a: Any, **kw: Any):
+        super().__init__(*a, **kw)
+        for key in ("primary", "dns_server", "zone"):
+            if not self.opts[key]:
+                raise WeblabError(f"dbfailover on {self.host.name}: option {key} is required")
 
     @property
     def config(self) -> Path:

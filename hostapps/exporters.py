@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hostapps.accounts import EXPORTER
 from hostapps.base import Service, render_template
 from weblab.core.errors import WeblabError
 
@@ -94,7 +95,7 @@ class MysqldExporter(Exporter):
     kind = "mysqld_exporter"
     binaries = {"prometheus-mysqld-exporter": "prometheus-mysqld-exporter"}
     defaults: dict[str, Any] = {"bind": "0.0.0.0", "port": 9104, "mysql": "127.0.0.1:3306",
-                                "user": "exporter", "password": "exporter-secret", "require_db": True}
+                                "user": EXPORTER.user, "password": EXPORTER.password, "require_db": True}
     db_timeout = 10.0
 
     @property

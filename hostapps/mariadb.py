@@ -9,32 +9,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from hostapps.accounts import REPLICATION, users_sql
 from hostapps.base import Service, render_template
 from weblab.core import paths
 from weblab.core.errors import WeblabError
 
 SCHEMA = Path(__file__).resolve().parent / "webapp" / "schema.sql"
-APP_USER, APP_PASSWORD = "app", "app-secret"
 
 
 def _version() -> str:
     res = subprocess.run(["mariadbd", "--version"], capture_output=True, text=True, timeout=10)
     return res.stdout.strip()
-
-
-def users_sql() -> str:
-    """The lab's database users, baked into the template."""
-    return (f"CREATE USER IF NOT EXISTS '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}';\n"
-            f"GRANT ALL PRIVILEGES ON foobar.* TO '{APP_USER}'@'%';\n"
-            "CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'repl-secret';\n"
-            "GRANT REPLICATION SLAVE, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'repl'@'%';\n"
-            "CREATE USER IF NOT EXISTS 'exporter'@'%' IDENTIFIED BY 'exporter-secret' "
-            "WITH MAX_USER_CONNECTIONS 3;\n"
-            "GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR, SELECT ON *.* TO 'exporter'@'%';\n"
-            # the failover manager promotes a replica: it needs to stop/reset replication, set read_only
-            "CREATE USER IF NOT EXISTS 'failover'@'%' IDENTIFIED BY 'failover-secret';\n"
-            "GRANT ALL PRIVILEGES ON *.* TO 'failover'@'%';\n"
-            "FLUSH PRIVILEGES;\n")
 
 
 def template_key() -> str:
@@ -163,7 +148,7 @@ class MariaDB(Service):
     def start_replication(self, primary: str) -> None:
         """GTID replication from primary (every copy starts from the same template: same data)."""
         self.sql(f"STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{primary}', MASTER_PORT=3306, "
-                 "MASTER_USER='repl', MASTER_PASSWORD='repl-secret', MASTER_USE_GTID=slave_pos, "
+                 f"MASTER_USER='{REPLICATION.user}', MASTER_PASSWORD='{REPLICATION.password}', MASTER_USE_GTID=slave_pos, "
                  "MASTER_CONNECT_RETRY=1; START SLAVE;")
         deadline = time.monotonic() + self.replication_timeout
         while True:

@@ -64,10 +64,10 @@ class Secured(Distributed):
     def nginx_options(self, name: str) -> dict[str, Any]:
         if not self.reencrypt:
             return {}
-        return {"tls_cert": Cert(name, (f"{name}.foobar.com",), host=name)}
+        return {"tls_cert": Cert(name, (f"{name}.{self.zone}",), host=name)}
 
     def lb_options(self) -> dict[str, Any]:
-        opts: dict[str, Any] = {"tls_cert": Cert("site", ("www.foobar.com", "foobar.com"))}
+        opts: dict[str, Any] = {"tls_cert": Cert("site", (f"www.{self.zone}", self.zone))}
         if self.reencrypt:
             opts.update(backend_tls=True, ca_file=CAFile())
         return opts

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from controllers.policy import PROTOS
 from weblab.core.errors import WeblabError
-
-PROTOS = ("tcp", "udp", "icmp", "arp", "vrrp", "ip")
 
 
 def rule_from_words(words: list[str], rule_id: str | None = None) -> dict[str, Any]:

@@ -10,23 +10,19 @@ import argparse
 import sys
 import time
 
-TLS_TYPES = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "ApplicationData"}
-HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"PATCH ", b"OPTIONS ")
+from weblab.core.wire import http_body, http_label, tls_header
 
 
 def describe(payload: bytes) -> str | None:
     """One line for an HTTP request/response or TLS record at the start of a TCP payload."""
-    if payload.startswith(HTTP_METHODS) or payload.startswith(b"HTTP/1."):
-        head, _, body = payload.partition(b"\r\n\r\n")
-        first = head.split(b"\r\n", 1)[0].decode(errors="replace")
-        text = f"HTTP {first}"
-        if body:
-            text += f"  body: {body[:200].decode(errors='replace')}"
-        return text
-    if len(payload) >= 5 and payload[0] in TLS_TYPES and payload[1] == 3:
-        length = int.from_bytes(payload[3:5], "big")
-        return f"TLS {TLS_TYPES[payload[0]]} record, {length} bytes (encrypted)" \
-            if payload[0] == 23 else f"TLS {TLS_TYPES[payload[0]]} record, {length} bytes"
+    label = http_label(payload)
+    if label:
+        body = http_body(payload)
+        return f"HTTP {label}" + (f"  body: {body[:200].decode(errors='replace')}" if body else "")
+    header = tls_header(payload)
+    if header:
+        encrypted = " (encrypted)" if header.content_type == "ApplicationData" else ""
+        return f"TLS {header.content_type} record, {header.length} bytes{encrypted}"
     return None
 
 

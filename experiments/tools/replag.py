@@ -21,6 +21,8 @@ import time
 
 import pymysql
 
+from hostapps.accounts import APP, DATABASE
+
 
 def connect(host: str, port: int, user: str, password: str, db: str, timeout: float):
     """An autocommit connection with bounded connect/read/write timeouts."""
@@ -46,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--primary", required=True)
     ap.add_argument("--replica", required=True)
     ap.add_argument("--port", type=int, default=3306)
-    ap.add_argument("--user", default="app")
-    ap.add_argument("--password", default="app-secret")
-    ap.add_argument("--db", default="foobar")
+    ap.add_argument("--user", default=APP.user)
+    ap.add_argument("--password", default=APP.password)
+    ap.add_argument("--db", default=DATABASE)
     ap.add_argument("--writes", type=int, default=200)
     ap.add_argument("--interval", type=float, default=0.02, help="pause between writes, seconds")
     ap.add_argument("--max-seconds", type=float, default=30.0, help="stop writing after this long")
