@@ -1,6 +1,7 @@
 """The app server: gunicorn running the weblab web application (hostapps/webapp)."""
 from __future__ import annotations
 
+import signal
 import sys
 
 from hostapps.accounts import APP, DATABASE
@@ -12,6 +13,7 @@ class AppServer(Service):
 
     kind = "webapp"
     binaries = {}
+    reload_signal = signal.SIGHUP
     defaults = {"bind": "127.0.0.1:8000", "workers": 2, "threads": 4, "server_name": "",
                 "db_read": "127.0.0.1:3306", "db_write": "127.0.0.1:3306",
                 "db_user": APP.user, "db_password": APP.password, "db_name": DATABASE}

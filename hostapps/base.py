@@ -63,6 +63,9 @@ class Service:
     # program -> the Debian package that ships it: what preflight and `weblab doctor` check for this daemon
     # (every program a hostapp runs, in the host or for its dry run; curl is the lab's own, for probes)
     binaries: ClassVar[dict[str, str]] = {}
+    # how the running daemon takes a new configuration: this signal to its main process, or (None)
+    # a restart
+    reload_signal: ClassVar[int | None] = None
     ready_timeout: ClassVar[float] = 15.0
     stop_timeout: ClassVar[float] = 5.0
     defaults: ClassVar[dict[str, Any]] = {}
@@ -174,6 +177,17 @@ class Service:
         """Stop gracefully and start again."""
         self.stop()
         self.start()
+
+    def reload(self) -> None:
+        """Render and dry-run the configuration again, then make the running daemon load it the way
+        it is reloaded in production (its reload signal), or restart it where it has none."""
+        if not self.pid:
+            raise WeblabError(f"{self.name} is not running: start it first")
+        if self.reload_signal is None:
+            self.restart()
+            return
+        self.configure()
+        os.kill(self.ref.pid, self.reload_signal)
 
     def _reap(self) -> None:
         if self.popen_obj is not None:

@@ -1,6 +1,7 @@
 """DNS: BIND 9 authoritative for the lab's zone (foobar.com A -> entry point, www CNAME foobar.com)."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ class Dns(Service):
 
     kind = "dns"
     binaries = {"named": "bind9", "named-checkconf": "bind9-utils", "named-checkzone": "bind9-utils", "dig": "bind9-dnsutils"}
+    reload_signal = signal.SIGHUP
     defaults = {"zone": "foobar.com", "apex": "", "ns_ip": "", "cnames": {"www": "foobar.com."},
                 "a_records": {}, "ttl": 60, "extra_a": {}, "allow_update": []}
 

@@ -1,6 +1,7 @@
 """HAProxy: the load balancer, with health checks, an admin socket and a Prometheus endpoint."""
 from __future__ import annotations
 
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ class HAProxy(Service):
 
     kind = "haproxy"
     binaries = {"haproxy": "haproxy"}
+    reload_signal = signal.SIGUSR2
     defaults: dict[str, Any] = {"bind": "*", "servers": [], "algorithm": "roundrobin", "inter": 1000,
                                 "fall": 3, "rise": 2, "retries": 3, "stats_port": 8404,
                                 "tls_cert": "", "backend_tls": False, "ca_file": ""}
@@ -36,7 +38,12 @@ class HAProxy(Service):
 
     @property
     def admin_socket(self) -> Path:
-        return self.dir / "admin.sock"
+        return self.admin_socket_in(self.dir)
+
+    @staticmethod
+    def admin_socket_in(directory: Path) -> Path:
+        """The admin socket of an HAProxy whose run directory is `directory`."""
+        return Path(directory) / "admin.sock"
 
     def render(self) -> None:
         self.conf.write_text(render_template("haproxy.cfg.j2", host=self.host.name, dir=self.dir,
@@ -69,11 +76,7 @@ class HAProxy(Service):
 
     def set_state(self, server: str, state: str) -> None:
         """drain | ready | maint one backend server (rolling deploys)."""
-        if state not in ("drain", "ready", "maint"):
-            raise WeblabError(f"server state {state!r}: use drain, ready or maint")
-        reply = self.admin(f"set server servers/{server} state {state}").strip()
-        if reply:
-            raise WeblabError(f"haproxy refused `set server servers/{server} state {state}`: {reply}")
+        set_server_state(self.admin_socket, server, state)
 
     def sessions(self, server: str) -> int:
         """Current sessions on one backend server (0 once drained)."""
@@ -96,6 +99,18 @@ def admin_command(sock: Path | str, command: str, timeout: float = 3.0) -> str:
                 break
             chunks.append(data)
     return b"".join(chunks).decode(errors="replace")
+
+
+SERVER_STATES = ("drain", "ready", "maint")
+
+
+def set_server_state(sock: Path | str, server: str, state: str) -> None:
+    """drain | ready | maint one backend server through an admin socket; HAProxy's refusal is an error."""
+    if state not in SERVER_STATES:
+        raise WeblabError(f"server state {state!r}: use {', '.join(SERVER_STATES)}")
+    reply = admin_command(sock, f"set server servers/{server} state {state}").strip()
+    if reply:
+        raise WeblabError(f"haproxy refused `set server servers/{server} state {state}`: {reply}")
 
 
 def parse_stat(csv_text: str, proxy: str = "servers") -> dict[str, dict[str, str]]:

@@ -1,6 +1,7 @@
 """keepalived: VRRP between the load balancers, one virtual IP that follows the healthy one."""
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class Keepalived(Service):
 
     kind = "keepalived"
     binaries = {"keepalived": "keepalived"}
+    reload_signal = signal.SIGHUP
     defaults: dict[str, Any] = {"vip": "", "prefix": 24, "interface": "", "state": "BACKUP",
                                 "priority": 100, "router_id": 51, "advert_int": 1.0, "peers": [],
                                 "src_ip": "", "check_port": HAProxy.defaults["stats_port"], "check_path": "/alive",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 from hostapps.base import Service, render_template
@@ -14,6 +15,7 @@ class Nginx(Service):
 
     kind = "nginx"
     binaries = {"nginx": "nginx"}
+    reload_signal = signal.SIGHUP
     # app: one app server "host:port", or a list of them (separate app tier, balanced by nginx)
     defaults = {"port": 80, "app": "127.0.0.1:8000", "server_name": "", "workers": 1, "tls_cert": ""}
 

@@ -81,7 +81,7 @@ def firewall_cost(seconds: int = 5) -> dict:
     from weblab.lab import Lab
     from weblab.core.wait import wait_for
     with Lab("secured", {"monitoring": False}) as lab:
-        sock = lab.state.data["controller"]["control"]
+        sock = str(lab.state.controller.control)
         request(sock, {"op": "allow", "rule": {"id": "bench-iperf", "src": "client", "dst": "lb1",
                                                "proto": "tcp", "port": 5201}})
         server = lab.popen("lb1", ["iperf3", "-s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -65,7 +65,7 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
-class Rule:
+class RuleSpec:
     """A firewall rule: src/dst are "any", a host, "role:NAME" or a CIDR; default is deny."""
 
     id: str
@@ -85,10 +85,10 @@ class Rule:
 
 # ARP, ICMP and DNS are explicit rules, not holes.
 BASE_RULES = (
-    Rule("arp", "any", "any", "arp"),
-    Rule("icmp", "any", "any", "icmp"),
-    Rule("dns-udp", "any", "role:dns", "udp", 53),
-    Rule("dns-tcp", "any", "role:dns", "tcp", 53),
+    RuleSpec("arp", "any", "any", "arp"),
+    RuleSpec("icmp", "any", "any", "icmp"),
+    RuleSpec("dns-udp", "any", "role:dns", "udp", 53),
+    RuleSpec("dns-tcp", "any", "role:dns", "tcp", 53),
 )
 
 
@@ -133,7 +133,7 @@ class LabTopo(Topo):
 
     def __init__(self, **params: Any):
         self.services: list[ServiceSpec] = []
-        self.rules: list[Rule] = list(BASE_RULES)
+        self.rules: list[RuleSpec] = list(BASE_RULES)
         self.firewall = False
         self.pki = False  # a CA is made per run and every host trusts it
         self.entry: str = ""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import LabTopo, Param, Ref, Rule, Subnet
+from topologies.base import LabTopo, Param, Ref, RuleSpec, Subnet
 
 FRONT, BACK = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
 
@@ -66,10 +66,10 @@ class Distributed(LabTopo):
         self.add_extra_services()
 
         self.rules += [
-            Rule("lb-http", "any", "lb1", "tcp", 80),
-            Rule("lb-https", "any", "lb1", "tcp", 443),
-            Rule("lb-to-web", "lb1", "role:web", "tcp", self.backend_port()),
-            Rule("app-to-primary-db", "role:web", primary, "tcp", 3306),
+            RuleSpec("lb-http", "any", "lb1", "tcp", 80),
+            RuleSpec("lb-https", "any", "lb1", "tcp", 443),
+            RuleSpec("lb-to-web", "lb1", "role:web", "tcp", self.backend_port()),
+            RuleSpec("app-to-primary-db", "role:web", primary, "tcp", 3306),
         ]
 
     # Hooks for designs that build on this one (secured, ...).

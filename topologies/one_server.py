@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from topologies.base import LabTopo, Rule, Subnet
+from topologies.base import LabTopo, RuleSpec, Subnet
 
 
 class OneServer(LabTopo):
@@ -29,8 +29,8 @@ class OneServer(LabTopo):
         self.add_service("server1", "nginx", server_name="server1")
 
         self.rules += [
-            Rule("web-http", "any", "server1", "tcp", 80),
-            Rule("web-https", "any", "server1", "tcp", 443),
+            RuleSpec("web-http", "any", "server1", "tcp", 80),
+            RuleSpec("web-https", "any", "server1", "tcp", 443),
         ]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import Cert, LabTopo, Param, Ref, Rule
+from topologies.base import Cert, LabTopo, Param, Ref, RuleSpec
 from topologies.distributed import BACK, FRONT
 from topologies.secured import add_monitoring
 
@@ -92,14 +92,14 @@ class Scaled(LabTopo):
                            haproxy=lbs, qps_alert=p["qps_alert"])
 
         self.rules += [
-            Rule("vip-http", "any", f"{VIP}/32", "tcp", 80),
-            Rule("vip-https", "any", f"{VIP}/32", "tcp", 443),
-            Rule("vrrp", "role:lb", "role:lb", "vrrp"),
-            Rule("lb-to-web", "role:lb", "role:web", "tcp", 80),
-            Rule("web-to-app", "role:web", "role:app", "tcp", 8000),
-            Rule("app-to-db", "role:app", "role:db", "tcp", 3306),
-            Rule("db-replication", "role:db", "role:db", "tcp", 3306),
-            Rule("failover-to-db", "monitor", "role:db", "tcp", 3306),
+            RuleSpec("vip-http", "any", f"{VIP}/32", "tcp", 80),
+            RuleSpec("vip-https", "any", f"{VIP}/32", "tcp", 443),
+            RuleSpec("vrrp", "role:lb", "role:lb", "vrrp"),
+            RuleSpec("lb-to-web", "role:lb", "role:web", "tcp", 80),
+            RuleSpec("web-to-app", "role:web", "role:app", "tcp", 8000),
+            RuleSpec("app-to-db", "role:app", "role:db", "tcp", 3306),
+            RuleSpec("db-replication", "role:db", "role:db", "tcp", 3306),
+            RuleSpec("failover-to-db", "monitor", "role:db", "tcp", 3306),
         ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import CAFile, Cert, Param, Port, Ref, Rule
+from topologies.base import CAFile, Cert, Param, Port, Ref, RuleSpec
 from topologies.distributed import BACK, Distributed
 
 # the exporter kinds of monitoring: job name -> the hostapp kind that serves it
@@ -28,11 +28,11 @@ def add_monitoring(topo, monitor: str, exporters: dict[str, list[str]], haproxy:
             topo.add_service(host, EXPORTERS[kind])
             targets.append({"job": kind, "host": host, "address": Ref(host, on=monitor),
                             "port": Port(EXPORTERS[kind])})
-            topo.rules.append(Rule(f"monitor-{kind}-{host}", monitor, host, "tcp", Port(EXPORTERS[kind])))
+            topo.rules.append(RuleSpec(f"monitor-{kind}-{host}", monitor, host, "tcp", Port(EXPORTERS[kind])))
     for host in haproxy:
         targets.append({"job": "haproxy", "host": host, "address": Ref(host, on=monitor),
                         "port": HAPROXY_METRICS})
-        topo.rules.append(Rule(f"monitor-haproxy-{host}", monitor, host, "tcp", HAPROXY_METRICS))
+        topo.rules.append(RuleSpec(f"monitor-haproxy-{host}", monitor, host, "tcp", HAPROXY_METRICS))
     topo.add_service(monitor, "prometheus", targets=targets, qps_alert_threshold=qps_alert)
 
 

@@ -7,14 +7,7 @@ from pathlib import Path
 
 from weblab.core import cgroups, paths
 from weblab.core.errors import WeblabError
-from weblab.core.proc import ProcRef
 from weblab.core.state import RunState, all_runs
-
-
-def holder_alive(data: dict) -> bool:
-    """True if the process holding the run (supervisor or interactive CLI) still lives."""
-    h = data.get("holder")
-    return bool(h) and ProcRef(**h).alive()
 
 
 def crashed_runs() -> list[str]:
@@ -26,34 +19,33 @@ def crashed_runs() -> list[str]:
         except (FileNotFoundError, ValueError):
             out.append(run_id)
             continue
-        if not holder_alive(st.data):
+        if not st.holder_alive():
             out.append(run_id)
     return out
 
 
-def sweep(data: dict) -> list[str]:
+def sweep(state: RunState) -> list[str]:
     """Stop recorded processes, delete recorded root-namespace links and cgroups; returns leftovers."""
     leftovers = []
-    for d in reversed(data.get("processes", [])):
-        ref = ProcRef(**d)
+    for ref in reversed(state.processes):
         if ref.name == "holder":
             continue
         ref.stop(timeout=3)
         if ref.alive():
             leftovers.append(f"process {ref.name} ({ref.pid})")
-    for link in data.get("links", []):
-        for intf in (link[1], link[3]):
-            if Path("/sys/class/net", intf).exists():
+    for link in state.links:
+        for intf in (link.intf1, link.intf2):
+            if intf and Path("/sys/class/net", intf).exists():
                 subprocess.run(["ip", "link", "del", intf], capture_output=True, timeout=10)
                 if Path("/sys/class/net", intf).exists():
                     leftovers.append(f"link {intf}")
-    for sw in data.get("switches", []):
+    for sw in state.switches:
         # The userspace datapath's bridge port is a tap that dies with ovs-vswitchd; check anyway.
-        if Path("/sys/class/net", sw).exists() and data.get("datapath") == "user":
+        if Path("/sys/class/net", sw).exists() and state.datapath == "user":
             subprocess.run(["ip", "link", "del", sw], capture_output=True, timeout=10)
-    for cg in data.get("cgroups", []):
+    for cg in state.cgroups:
         cgroups.remove(cg)
-        if Path(cg).exists():
+        if cg.exists():
             leftovers.append(f"cgroup {cg}")
     return leftovers
 
@@ -64,13 +56,13 @@ def clean_run(run_id: str) -> tuple[list[str], Path | None]:
     if not run_dir.exists():
         raise WeblabError(f"no run {run_id} under {paths.RUN_ROOT}")
     try:
-        data = RunState.load(run_id).data
+        state = RunState.load(run_id)
     except (FileNotFoundError, ValueError):
-        data = {}
-    if holder_alive(data):
-        raise WeblabError(f"run {run_id} is still running (pid {data['holder']['pid']}); "
+        state = RunState(run_id, {"run_id": run_id})
+    if state.holder_alive():
+        raise WeblabError(f"run {run_id} is still running (pid {state.holder.pid}); "
                           f"stop it with: sudo weblab down")
-    leftovers = sweep(data)
+    leftovers = sweep(state)
     kept = keep_logs(run_dir, run_id)
     shutil.rmtree(run_dir, ignore_errors=True)
     return leftovers, kept
@@ -91,3 +83,25 @@ def keep_logs(run_dir: Path, run_id: str) -> Path | None:
             except OSError:
                 pass
     return dest
+
+
+def clean(run_id: str | None = None, force: bool = False) -> list[tuple[str, list[str], Path | None]]:
+    """Clean one run, or every crashed run; with force also runs whose holder is alive but stuck (it is
+    stopped first). Returns (run id, what could not be removed, where its logs were kept) per run."""
+    targets = [run_id] if run_id else crashed_runs()
+    if force and not targets:
+        targets = all_runs()
+    done = []
+    for target in targets:
+        if force:
+            try:
+                holder = RunState.load(target).holder
+            except (FileNotFoundError, ValueError):
+                holder = None
+            if holder:
+                holder.stop(timeout=10)
+        leftovers, kept = clean_run(target)
+        done.append((target, leftovers, kept))
+        # a supervisor that failed before its run directory existed leaves only its log
+        (paths.RUN_ROOT / f"{target}.supervisor.log").unlink(missing_ok=True)
+    return done

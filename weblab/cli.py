@@ -1,15 +1,13 @@
-"""The `weblab` command: one verb per intent (list, doctor, up, status, exec, down, clean, run, report)."""
+"""The `weblab` command: one verb per intent. Each verb parses, calls one function of a lower layer,
+and prints; the work is in weblab.* (the lab), experiments.* and hostapps.*."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shutil
-import select
 import signal
-import subprocess
 import sys
-import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +34,23 @@ def need_root(verb: str) -> None:
         raise WeblabError(f"`weblab {verb}` needs root: run `sudo weblab {verb} ...`")
 
 
+def positive(kind):
+    """An argparse type: a number of `kind` above 0 (a clear usage error otherwise)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
 # ---------------------------------------------------------------------------------------- verbs
 def cmd_list(args) -> int:
+    from experiments import registry
     from topologies import DESIGNS
     print("designs:")
     for name, cls in DESIGNS.items():
@@ -46,15 +59,14 @@ def cmd_list(args) -> int:
             choices = f" ({'|'.join(map(str, p.choices))})" if p.choices else ""
             print(f"  {'':22}   --param {pname}={p.default}{choices}  {p.help}")
     try:
-        from experiments import registry
         slugs = registry.all_slugs()
-    except ImportError:
-        slugs = []
-    if slugs:
-        print("experiments:")
-        for slug in slugs:
-            exp = registry.get(slug)
-            print(f"  {slug:22} {getattr(exp, 'claim_id', '')}: {getattr(exp, 'title', '')}")
+    except ImportError as e:  # a broken claim module must not look like "no experiments"
+        raise WeblabError(f"the experiments could not be loaded: {type(e).__name__}: {e} "
+                          f"(reinstall with: sudo make install)") from None
+    print("experiments:")
+    for slug in slugs:
+        exp = registry.get(slug)
+        print(f"  {slug:22} {exp.claim}: {exp.title}")
     return 0
 
 
@@ -64,14 +76,17 @@ def cmd_doctor(args) -> int:
 
 
 def lab_kwargs(args) -> dict[str, Any]:
-    """Design, parameters and options of `up`/`supervise`, validated before anything starts."""
+    """Design, parameters and options of `up`, validated before anything starts."""
     from topologies import get
     try:
         cls = get(args.design)
         params = cls.resolve_params(parse_kv(args.param, "--param"))
     except ValueError as e:
         raise WeblabError(str(e)) from None
-    cpu = {k: float(v) for k, v in parse_kv(args.cpu, "--cpu").items()}
+    try:
+        cpu = {k: float(v) for k, v in parse_kv(args.cpu, "--cpu").items()}
+    except (TypeError, ValueError):
+        raise WeblabError("--cpu takes HOST=FRACTION with a number, e.g. --cpu server1=0.25") from None
     cpus = {k: str(v) for k, v in parse_kv(args.cores, "--cores").items()}
     fw = None if args.firewall is None else args.firewall == "on"
     return {"design": args.design, "params": params, "cpu": cpu, "cores": cpus, "firewall": fw,
@@ -81,15 +96,20 @@ def lab_kwargs(args) -> dict[str, Any]:
 def cmd_up(args) -> int:
     need_root("up")
     kw = lab_kwargs(args)
-    from weblab.lab import preflight
     from topologies import get
-    preflight(get(kw["design"]), kw["params"], kw["cpu"], kw["cores"])
     from weblab import lock
+    from weblab.lab import new_run_id, preflight
+    preflight(get(kw["design"]), kw["params"], kw["cpu"], kw["cores"])
     if lock.is_held():
         raise WeblabError(lock.running_message(lock.read_holder()))
-    if args.detach:
-        return up_detached(kw, args.timeout)
-    return up_interactive(kw)
+    if not args.detach:
+        return up_interactive(kw)
+    from weblab import supervisor
+    run_id = new_run_id()
+    print(f"*** starting {kw['design']} (run {run_id}) ...", flush=True)
+    print(describe(supervisor.launch(kw, run_id, args.timeout)))
+    print("*** try: weblab exec client -- curl -s http://www.foobar.com/   stop: sudo weblab down")
+    return 0
 
 
 def up_interactive(kw: dict[str, Any]) -> int:
@@ -99,7 +119,7 @@ def up_interactive(kw: dict[str, Any]) -> int:
     signal.signal(signal.SIGHUP, _exit_on_signal)
     print(f"*** starting {kw['design']} (run {lab.run_id}) ...", flush=True)
     with lab:
-        print(describe(lab.state.data))
+        print(describe(lab.state))
         print("*** type `client curl http://www.foobar.com/`, `help`, or `exit` to stop the lab")
         from mininet.cli import CLI
         from mininet.log import setLogLevel
@@ -113,240 +133,129 @@ def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def up_detached(kw: dict[str, Any], timeout: float) -> int:
-    """Start a supervisor that holds the lab; return when it says ready (or why it failed)."""
-    from weblab.lab import new_run_id
-    run_id = new_run_id()
-    paths.RUN_ROOT.mkdir(parents=True, exist_ok=True)
-    log = paths.RUN_ROOT / f"{run_id}.supervisor.log"
-    r, w = os.pipe()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "weblab.supervisor", "--run-id", run_id, "--ready-fd", str(w),
-             "--spec", json.dumps(kw)],
-            pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=paths.REPO)
-    os.close(w)
-    print(f"*** starting {kw['design']} (run {run_id}) ...", flush=True)
-    message = read_ready(r, timeout)
-    os.close(r)
-    if message == "ready":
-        log.unlink(missing_ok=True)
-        from weblab.core.state import RunState
-        print(describe(RunState.load(run_id).data))
-        print("*** try: weblab exec client -- curl -s http://www.foobar.com/   stop: sudo weblab down")
-        return 0
-    if message is None:
-        proc.terminate()
-        raise WeblabError(f"the lab did not become ready within {timeout:.0f} s; it was stopped "
-                          f"(supervisor log: {log})")
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        pass
-    kept = paths.KEPT_LOGS / run_id
-    kept.mkdir(parents=True, exist_ok=True)
-    log = Path(shutil.move(str(log), kept / "supervisor.log"))
-    raise WeblabError(f"{message.removeprefix('error: ')}\n(logs: {kept})")
-
-
-def read_ready(fd: int, timeout: float) -> str | None:
-    """The supervisor's one-line answer: 'ready', 'error: ...', or None on timeout."""
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return buf.decode().strip() or "error: the supervisor exited without a word"
-        buf += chunk
-        if buf.endswith(b"\n") and buf.startswith(b"ready"):
-            return "ready"
-    return None
-
-
-def describe(data: dict) -> str:
+def describe(state) -> str:
     """Hosts, addresses and services of a run, for people."""
-    lines = [f"run {data['run_id']}: design {data.get('design')} ({data.get('status')}), "
-             f"datapath {data.get('datapath')}"]
-    services: dict[str, list[str]] = {}
-    for s in data.get("services", []):
-        services.setdefault(s["host"], []).append(s["kind"])
     from weblab.core import cores
-    limits, placed = data.get("cpu") or {}, data.get("cores") or {}
-    for name, h in data.get("hosts", {}).items():
+    lines = [f"run {state.run_id}: design {state.design} ({state.status}), datapath {state.datapath}"]
+    services: dict[str, list[str]] = {}
+    for s in state.services:
+        services.setdefault(s.host, []).append(s.kind)
+    limits, placed = state.cpu, state.cores
+    for name, h in state.hosts.items():
         cpu = [f"cpu quota {limits[name]:g}"] if name in limits else []
         cpu += [f"on CPU {cores.for_host(placed, name)}"] if cores.for_host(placed, name) else []
-        lines.append(f"  {name:10} {h.get('role', ''):8} {', '.join(h.get('ips', [])):15} "
-                     f"{' '.join(services.get(name, []))}" + (f"  [{', '.join(cpu)}]" if cpu else ""))
-    if data.get("timings", {}).get("up"):
-        lines.append(f"  ready in {data['timings']['up']:.1f} s")
+        lines.append(f"  {name:10} {h.role:8} {', '.join(h.ips):15} {' '.join(services.get(name, []))}"
+                     + (f"  [{', '.join(cpu)}]" if cpu else ""))
+    if state.timings.get("up"):
+        lines.append(f"  ready in {state.timings['up']:.1f} s")
     return "\n".join(lines)
 
 
-def running_state() -> dict:
-    """The state of the lab that is running now, or an error saying how to start one."""
-    from weblab.clean import crashed_runs, holder_alive
-    from weblab.core.state import RunState, all_runs
-    for run_id in all_runs():
-        try:
-            data = RunState.load(run_id).data
-        except (FileNotFoundError, ValueError):
-            continue
-        if holder_alive(data):
-            return data
-    if crashed_runs():
-        raise WeblabError("the last lab crashed; remove what it left with: sudo weblab clean")
-    raise WeblabError("no lab is running; start one with: sudo weblab up one-server --detach")
-
-
 def cmd_status(args) -> int:
+    from weblab import links, running
     from weblab.clean import crashed_runs
     try:
-        data = running_state()
+        state = running.current()
     except WeblabError as e:
         print(str(e))
-        return 0 if not crashed_runs() else 1
-    print(describe(data))
-    from weblab.core.proc import ProcRef
-    from weblab import links
-    for line in links.describe(data):
+        return 1 if crashed_runs() else 0
+    print(describe(state))
+    for line in links.describe(state):
         print(f"  link {line}")
-    for s in data.get("services", []):
-        alive = "up" if s.get("pid") and ProcRef(s["kind"], s["pid"], s["start"]).alive() else "DOWN"
-        print(f"  {s['kind']}@{s['host']}: {alive} (log {s.get('log')})")
+    for s in state.services:
+        print(f"  {s.kind}@{s.host}: {'up' if s.alive() else 'DOWN'} (log {s.log})")
+    for p in state.processes:
+        if p.name in ("ovs-vswitchd", "ovsdb-server", "controller") and not p.alive():
+            print(f"  {p.name}: DOWN (pid {p.pid} exited): the lab cannot forward; stop it with: sudo weblab down")
     return 0
-
-
-def exec_in_host(data: dict[str, Any], host: str, argv: list[str]) -> int:
-    """Replace this process by argv inside a host of the running lab, on the host's CPUs if pinned."""
-    from weblab.core import cores
-    full = cores.wrap(["mnexec", "-a", str(data["hosts"][host]["pid"]), *argv],
-                      cores.for_host(data.get("cores") or {}, host))
-    os.execvp(full[0], full)
-    return 127  # not reached
 
 
 def cmd_exec(args) -> int:
     need_root("exec")
     if not args.command:
         raise WeblabError("nothing to run: weblab exec HOST -- COMMAND [ARGS...]")
-    data = running_state()
-    host = data["hosts"].get(args.host)
-    if host is None:
-        raise WeblabError(f"unknown host {args.host!r}; hosts of this lab: {', '.join(data['hosts'])}")
+    from weblab import running
     cmd = args.command[1:] if args.command[0] == "--" else args.command
-    return exec_in_host(data, args.host, cmd)
+    running.exec_in_host(running.current(), args.host, cmd)
+    return 127  # not reached: the process became the command
 
 
 def cmd_down(args) -> int:
     need_root("down")
+    from weblab import running
     from weblab.clean import crashed_runs
-    from weblab.core.proc import ProcRef, wait_gone
     try:
-        data = running_state()
+        state = running.current()
     except WeblabError:
-        data = None
-    if data:
-        holder = ProcRef(**data["holder"])
-        print(f"*** stopping {data.get('design')} (run {data['run_id']}) ...", flush=True)
-        holder.signal(signal.SIGTERM)
-        if not wait_gone(holder, args.timeout):
-            raise WeblabError(f"the lab's supervisor (pid {holder.pid}) did not stop within "
-                              f"{args.timeout:.0f} s; force it with: sudo weblab clean --force")
-        if paths.run_dir(data["run_id"]).exists():
-            raise WeblabError(f"the lab stopped but left {paths.run_dir(data['run_id'])}; "
-                              f"run: sudo weblab clean")
-        print("*** stopped; nothing left behind")
+        if crashed_runs():
+            return cmd_clean(args)
+        print("no lab is running")
         return 0
-    if crashed_runs():
-        return cmd_clean(args)
-    print("no lab is running")
+    print(f"*** stopping {state.design} (run {state.run_id}) ...", flush=True)
+    running.stop(state, args.timeout)
+    print("*** stopped; nothing left behind")
     return 0
 
 
 def cmd_clean(args) -> int:
     need_root("clean")
-    from weblab.clean import clean_run, crashed_runs
-    targets = [args.run_id] if getattr(args, "run_id", None) else crashed_runs()
-    if getattr(args, "force", False) and not targets:
-        from weblab.core.state import all_runs
-        targets = all_runs()
-    if not targets:
+    from weblab import clean
+    done = clean.clean(getattr(args, "run_id", None), getattr(args, "force", False))
+    if not done:
         print("nothing to clean")
-        return 0
     status = 0
-    for run_id in targets:
-        if getattr(args, "force", False):
-            from weblab.core.state import RunState
-            from weblab.core.proc import ProcRef
-            try:
-                h = RunState.load(run_id).data.get("holder")
-                if h:
-                    ProcRef(**h).stop(timeout=10)
-            except (FileNotFoundError, ValueError):
-                pass
-        leftovers, kept = clean_run(run_id)
+    for run_id, leftovers, kept in done:
         print(f"cleaned run {run_id}" + (f"; its logs are kept in {kept}" if kept else ""))
         for item in leftovers:
             print(f"  could not remove: {item}")
             status = 1
-    for stray in paths.RUN_ROOT.glob("*.supervisor.log") if paths.RUN_ROOT.exists() else ():
-        if stray.name.split(".")[0] in targets:
-            stray.unlink(missing_ok=True)
     return status
 
 
 def cmd_capture(args) -> int:
     need_root("capture")
-    from weblab import links
-    data = running_state()
-    host, intf = links.resolve(data, args.link)
+    from weblab import links, running
+    from weblab.tcpdump import tcpdump_argv
+    state = running.current()
+    host, intf = links.resolve(state, args.link)
     out = Path(args.write).resolve()
-    argv = ["tcpdump", "-i", intf, "-n", "-U", "--immediate-mode", "-s", "0", "-w", str(out)]
-    if args.count:
-        argv += ["-c", str(args.count)]
-    if args.filter:
-        argv += args.filter.split()
+    if not out.parent.is_dir():
+        raise WeblabError(f"cannot write {out}: {out.parent} is not a folder")
+    argv = tcpdump_argv(intf, out, args.filter, args.count)
+    if args.duration:
+        argv = ["timeout", "--foreground", str(args.duration), *argv]
     print(f"capturing {args.link} on {host}:{intf} into {out} (Ctrl-C to stop)", file=sys.stderr)
-    argv = ["timeout", "--foreground", str(args.duration), *argv] if args.duration else argv
-    return exec_in_host(data, host, argv)
+    running.exec_in_host(state, host, argv)
+    return 127
 
 
 def cmd_sniff(args) -> int:
     need_root("sniff")
-    from weblab import links
-    data = running_state()
-    host, intf = links.resolve(data, args.link)
-    argv = [sys.executable, "-m", "weblab.sniff", "--iface", intf]
-    if args.grep:
-        argv += ["--grep", args.grep]
-    if args.count:
-        argv += ["--count", str(args.count)]
-    if args.duration:
-        argv += ["--duration", str(args.duration)]
+    from weblab import links, running, sniff
+    state = running.current()
+    host, intf = links.resolve(state, args.link)
     print(f"sniffing {args.link} on {host}:{intf} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    return exec_in_host(data, host, argv)
+    running.exec_in_host(state, host, sniff.argv(intf, args.grep, args.count, args.duration))
+    return 127
 
 
 def cmd_forward(args) -> int:
     need_root("forward")
+    from weblab import forward, running
     host, sep, port = args.target.rpartition(":")
     if not sep or not port.isdigit():
         raise WeblabError(f"{args.target!r} is not HOST:PORT (example: weblab forward monitor:9090)")
-    data = running_state()
-    if host not in data["hosts"]:
-        raise WeblabError(f"unknown host {host!r}; hosts of this lab: {', '.join(data['hosts'])}")
-    from weblab import forward
-    addr = data["hosts"][host]["ips"][0]
+    state = running.current()
+    try:
+        info = state.host(host)
+    except KeyError as e:
+        raise WeblabError(e.args[0]) from None
 
     def announce(local: int) -> None:
-        print(f"http://127.0.0.1:{local}/ -> {host} {addr}:{port} (only on this machine's loopback; "
+        print(f"http://127.0.0.1:{local}/ -> {host} {info.ips[0]}:{port} (only on this machine's loopback; "
               f"Ctrl-C to stop)", flush=True)
     try:
-        forward.serve(data["hosts"][host]["pid"], (addr, int(port)), args.local, announce)
+        forward.serve(info.pid, (info.ips[0], int(port)), args.local, announce)
     except KeyboardInterrupt:
         pass
     return 0
@@ -354,62 +263,59 @@ def cmd_forward(args) -> int:
 
 def cmd_firewall(args) -> int:
     need_root("firewall")
-    from weblab import firewall
-    data = running_state()
+    from weblab import firewall, running
+    state = running.current()
     if args.action == "show":
-        print(firewall.format_show(firewall.control(data, {"op": "show"})))
+        print(firewall.format_show(firewall.control(state, {"op": "show"})))
     elif args.action in ("on", "off"):
-        firewall.control(data, {"op": "enable" if args.action == "on" else "disable"})
+        firewall.control(state, {"op": "enable" if args.action == "on" else "disable"})
         print(f"firewall {args.action}")
     elif args.action in ("allow", "deny"):
-        reply = firewall.control(data, {"op": args.action, "rule": firewall.rule_from_words(args.words, args.id)})
+        reply = firewall.control(state, {"op": args.action, "rule": firewall.rule_from_words(args.words, args.id)})
         print(f"rule {reply['id']} added ({reply.get('flows', 0)} flows"
               f"{'' if reply.get('firewall') else '; the firewall is off: enforced once it is on'})")
     elif args.action == "remove":
         if len(args.words) != 1:
             raise WeblabError("weblab firewall remove RULE_ID (ids: weblab firewall show)")
-        firewall.control(data, {"op": "remove", "id": args.words[0]})
+        firewall.control(state, {"op": "remove", "id": args.words[0]})
         print(f"rule {args.words[0]} removed")
     return 0
 
 
 def cmd_lb(args) -> int:
     need_root("lb")
-    from hostapps.haproxy import admin_command, backend_stats
-    data = running_state()
-    lbs = [s for s in data.get("services", []) if s["kind"] == "haproxy"]
-    lb = next((s for s in lbs if s["host"] == args.lb), None) if args.lb else (lbs[0] if lbs else None)
-    if lb is None:
-        raise WeblabError(f"no HAProxy {'on ' + args.lb if args.lb else 'in this lab'}; "
-                          f"load balancers: {', '.join(s['host'] for s in lbs) or 'none'}")
-    sock = Path(lb["dir"]) / "admin.sock"
+    from hostapps.haproxy import backend_stats, set_server_state
+    from weblab import running
+    lb = running.load_balancer(running.current(), args.lb)
+    sock = running.admin_socket(lb)
     if args.action == "show":
-        stats = backend_stats(sock)
         print(f"{'server':10} {'status':10} {'weight':>6} {'sessions':>8} {'total':>8} {'check':>12}")
-        for name, r in stats.items():
+        for name, r in backend_stats(sock).items():
             print(f"{name:10} {r.get('status', ''):10} {r.get('weight', ''):>6} {r.get('scur', ''):>8} "
                   f"{r.get('stot', ''):>8} {r.get('check_status', ''):>12}")
         return 0
     if not args.server:
         raise WeblabError(f"weblab lb {args.action} SERVER (servers: weblab lb show)")
-    reply = admin_command(sock, f"set server servers/{args.server} state {args.action}").strip()
-    if reply:
-        raise WeblabError(f"HAProxy on {lb['host']} refused: {reply}")
-    print(f"{args.server}: {args.action} on {lb['host']}")
+    set_server_state(sock, args.server, args.action)
+    print(f"{args.server}: {args.action} on {lb.host}")
     return 0
 
 
-def lab_factory_holding(lock):
-    """What experiments get labs from: real Labs, each started and always torn down, all under one
-    held lab lock, so no other lab slips in between two cases or repeats of a run."""
-    def factory(design: str, lab_params: dict[str, Any]):
-        from weblab.lab import Lab
-        known = {"params", "cpu", "cores", "firewall", "datapath"}
-        unknown = set(lab_params) - known
-        if unknown:
-            raise WeblabError(f"experiment asked for unknown lab settings {sorted(unknown)}")
-        return Lab(design, lock=lock, **lab_params)
-    return factory
+def cmd_service(args) -> int:
+    need_root("service")
+    from weblab import control, running
+    reply = control.request(running.current(), {"op": "service", "host": args.host, "kind": args.kind,
+                                                "action": args.action})
+    print(f"{args.kind}@{args.host}: {args.action} done" + (f" (pid {reply['pid']})" if reply.get("pid") else ""))
+    return 0
+
+
+def cmd_link(args) -> int:
+    need_root("link")
+    from weblab import control, running
+    control.request(running.current(), {"op": "link", "a": args.a, "b": args.b, "state": args.state})
+    print(f"link {args.a} <-> {args.b}: {args.state}")
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -433,14 +339,18 @@ def cmd_run(args) -> int:
         runner.check(slugs, params)
     except ValueError as e:
         raise WeblabError(str(e)) from None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise WeblabError(f"--out {out} is not a folder")
     need_root("run")
+    from weblab.lab import factory_holding
     from weblab.lock import LabLock
     held = LabLock()
     held.acquire(f"weblab run {' '.join(slugs)}", "experiments")  # names the running lab if busy
     try:
-        results = runner.run(slugs, repeat=args.repeat, out=Path(args.out),
+        results = runner.run(slugs, repeat=args.repeat, out=out,
                              junit=Path(args.junit) if args.junit else None,
-                             lab_factory=lab_factory_holding(held), params=params)
+                             lab_factory=factory_holding(held), params=params)
     finally:
         held.release()
     return runner.exit_code(results)
@@ -448,8 +358,12 @@ def cmd_run(args) -> int:
 
 def cmd_report(args) -> int:
     from experiments import report
-    written = report.build(Path(args.out))
-    print(f"report: {', '.join(str(p) for p in written) if isinstance(written, (list, tuple)) else written}")
+    out = Path(args.out)
+    if not out.is_dir():
+        raise WeblabError(f"no results folder at {out}: run claims first (sudo weblab run SLUG), or give "
+                          f"--out the folder `weblab run --out` wrote to")
+    written = report.build(out)
+    print(f"report: {', '.join(str(p) for p in written)}")
     return 0
 
 
@@ -475,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run a host on these CPUs (e.g. db1=1); *=CPUS places the rest of the lab")
     up.add_argument("--firewall", choices=("on", "off"), help="override the design's firewall default")
     up.add_argument("--datapath", choices=("auto", "user", "kernel"), default="auto")
-    up.add_argument("--timeout", type=float, default=120, help="bound on bring-up, seconds")
+    up.add_argument("--timeout", type=positive(float), default=120, help="bound on bring-up, seconds")
     up.set_defaults(fn=cmd_up)
 
     sub.add_parser("status", help="the running lab: hosts, addresses, services").set_defaults(fn=cmd_status)
@@ -486,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(fn=cmd_exec)
 
     down = sub.add_parser("down", help="stop the running lab")
-    down.add_argument("--timeout", type=float, default=60)
+    down.add_argument("--timeout", type=positive(float), default=60)
     down.set_defaults(fn=cmd_down)
 
     cl = sub.add_parser("clean", help="remove what a crashed run left (by its run id only)")
@@ -494,19 +408,31 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--force", action="store_true", help="also stop a live but stuck supervisor")
     cl.set_defaults(fn=cmd_clean)
 
+    sv = sub.add_parser("service", help="start|stop|restart|reload|kill a service of the running lab")
+    sv.add_argument("host")
+    sv.add_argument("kind", help="the service kind, as `weblab status` lists it (nginx, haproxy, ...)")
+    sv.add_argument("action", choices=("start", "stop", "restart", "reload", "kill"))
+    sv.set_defaults(fn=cmd_service)
+
+    ln = sub.add_parser("link", help="take the link between two nodes down or up: weblab link A B down")
+    ln.add_argument("a")
+    ln.add_argument("b")
+    ln.add_argument("state", choices=("up", "down"))
+    ln.set_defaults(fn=cmd_link)
+
     cap = sub.add_parser("capture", help="pcap of a link for Wireshark: weblab capture LINK -w FILE")
     cap.add_argument("link", help="an alias from `weblab status` (lb-back, client-link), HOST:SWITCH or an interface")
     cap.add_argument("-w", "--write", required=True, metavar="FILE.pcap")
     cap.add_argument("--filter", help="a tcpdump filter, e.g. 'tcp port 80'")
-    cap.add_argument("--count", type=int, help="stop after this many packets")
-    cap.add_argument("--duration", type=float, help="stop after this many seconds")
+    cap.add_argument("--count", type=positive(int), help="stop after this many packets")
+    cap.add_argument("--duration", type=positive(float), help="stop after this many seconds")
     cap.set_defaults(fn=cmd_capture)
 
     sn = sub.add_parser("sniff", help="print HTTP requests and TLS records crossing a link, live")
     sn.add_argument("link")
     sn.add_argument("--grep", help="only packets whose payload holds this text (e.g. a password)")
-    sn.add_argument("--count", type=int)
-    sn.add_argument("--duration", type=float)
+    sn.add_argument("--count", type=positive(int))
+    sn.add_argument("--duration", type=positive(float))
     sn.set_defaults(fn=cmd_sniff)
 
     fw = sub.add_parser("forward", help="reach HOST:PORT of the lab from this machine's 127.0.0.1")
@@ -528,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run experiments: weblab run SLUG ... | all")
     run.add_argument("slugs", nargs="*", help="claims to run (slugs, or all); none with --analyse-only")
-    run.add_argument("--repeat", type=int, default=1)
+    run.add_argument("--repeat", type=positive(int), default=1)
     run.add_argument("--out", default="results")
     run.add_argument("--junit")
     run.add_argument("--analyse-only", metavar="RUN_DIR", help="redo the analysis of a finished run")
@@ -551,6 +477,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("weblab: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: one line for the user, the traceback in a file for the report
+        where = _save_traceback()
+        print(f"weblab: internal error: {type(e).__name__}: {e} (a bug in weblab; details in {where})",
+              file=sys.stderr)
+        return 70
+
+
+def _save_traceback() -> str:
+    """Write the current exception's traceback where kept logs go (else a temporary file); its path."""
+    text = traceback.format_exc()
+    try:
+        paths.KEPT_LOGS.mkdir(parents=True, exist_ok=True)
+        path = paths.KEPT_LOGS / f"internal-error-{os.getpid()}.txt"
+        path.write_text(text)
+        return str(path)
+    except OSError:
+        import tempfile
+        fd, name = tempfile.mkstemp(prefix="weblab-internal-error-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return name
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from typing import Any
 
 from controllers.policy import PROTOS
 from weblab.core.errors import WeblabError
+from weblab.core.state import RunState
 
 
 def rule_from_words(words: list[str], rule_id: str | None = None) -> dict[str, Any]:
@@ -40,14 +41,13 @@ def format_show(reply: dict) -> str:
     return "\n".join(lines)
 
 
-def control(state: dict, request: dict, timeout: float = 5.0) -> dict:
+def control(state: RunState, request: dict, timeout: float = 5.0) -> dict:
     """Send one request to the running lab's controller; errors become WeblabError."""
     from controllers.client import ControlError, request as send
-    sock = state.get("controller", {}).get("control")
-    if not sock:
+    if state.controller is None:
         raise WeblabError("this lab has no controller control socket")
     try:
-        reply = send(sock, request, timeout=timeout)
+        reply = send(str(state.controller.control), request, timeout=timeout)
     except ControlError as e:
         raise WeblabError(str(e)) from None
     if not reply.get("ok") and request["op"] != "show":

@@ -20,7 +20,7 @@ from weblab import clean, programs
 from weblab.core import cgroups, cores, paths
 from weblab.core.errors import NotReady, WeblabError
 from weblab.core.proc import ProcRef
-from weblab.core.state import RunState
+from weblab.core.state import HostRecord, LinkRecord, RunState
 from weblab.core.wait import wait_for
 from weblab.datapath import choose_datapath
 from weblab.lock import LabLock
@@ -92,6 +92,7 @@ class Lab:
         self.services: dict[tuple[str, str], Any] = {}
         self.started_services: list[Any] = []
         self.popens: list[subprocess.Popen] = []
+        self.control = None  # the lab's control socket (weblab.control), served once it is ready
         self.failed = False
         self.stopped = False
         self.timings: dict[str, float] = {}
@@ -140,7 +141,7 @@ class Lab:
 
         mark = self._stage_timer()
         self.ovs = PrivateOVS(self.run_dir, datapath, cpus=self.cores.get(cores.REST))
-        self.ovs.start(lambda ref: self.state.add("processes", ref.to_dict()))
+        self.ovs.start(self.state.add_process)
         mark("ovs")
         os.environ.update(self.ovs.env())  # Mininet's ovs-vsctl calls now reach the private instance
 
@@ -165,11 +166,13 @@ class Lab:
             svc.start()
             self.started_services.append(svc)
             self.timings[f"{spec.kind}@{spec.host}"] = time.monotonic() - t
-            self.state.add("services", {"host": spec.host, "kind": spec.kind, "dir": str(svc.dir),
-                                        "log": str(svc.log), **(svc.ref.to_dict() if svc.ref else {})})
+            self.state.add_service(spec.host, spec.kind, svc.dir, svc.log, svc.ref)
         mark("services")
         self._wait_entry()
         mark("entry")
+        from weblab.control import ControlServer
+        self.control = ControlServer(self, self.run_dir / "control.sock").start()
+        self.state.set(control=str(self.control.path))
 
     def _stage_timer(self):
         """A function that records the seconds since its last call under a stage name."""
@@ -182,20 +185,14 @@ class Lab:
         return mark
 
     def _record_nodes(self) -> None:
-        hosts = {}
-        for h in self.net.hosts:
-            self.state.data["processes"].append(ProcRef.of(f"shell:{h.name}", h.pid, host=h.name).to_dict())
-            hosts[h.name] = {"pid": h.pid, "role": self.topo.role(h.name),
-                             "ips": self.topo.addresses_of(h.name),
-                             "intfs": [i.name for i in h.intfList() if i.name != "lo"]}
-        for s in self.net.switches:
-            self.state.data["processes"].append(ProcRef.of(f"shell:{s.name}", s.pid).to_dict())
-        self.state.data["hosts"] = hosts
-        self.state.data["switches"] = [s.name for s in self.net.switches]
-        self.state.data["link_names"] = {k: list(v) for k, v in self.topo.link_names().items()}
-        self.state.data["links"] = [[l.intf1.node.name, l.intf1.name, l.intf2.node.name, l.intf2.name]
-                                    for l in self.net.links]
-        self.state.save()
+        for node in self.net.hosts + self.net.switches:
+            host = node.name if node in self.net.hosts else ""
+            self.state.add_process(ProcRef.of(f"shell:{node.name}", node.pid, host=host))
+        hosts = {h.name: HostRecord(h.name, h.pid, self.topo.role(h.name), self.topo.addresses_of(h.name),
+                                    [i.name for i in h.intfList() if i.name != "lo"]) for h in self.net.hosts}
+        links = [LinkRecord(l.intf1.node.name, l.intf1.name, l.intf2.node.name, l.intf2.name)
+                 for l in self.net.links]
+        self.state.set_network(hosts, [s.name for s in self.net.switches], links, self.topo.link_names())
 
     def _configure_hosts(self, datapath: str) -> None:
         """Resolver through the lab DNS, private to each host; checksum offload off for userspace."""
@@ -208,7 +205,7 @@ class Lab:
             if handle.cores:  # the host's shell too: what Mininet's CLI runs there stays on its CPUs
                 os.sched_setaffinity(h.pid, cores.parse_cpulist(handle.cores))
             if datapath == "user":
-                for intf in self.state.data["hosts"][h.name]["intfs"]:
+                for intf in self.state.host(h.name).intfs:
                     # The userspace datapath drops frames with offloaded (missing) checksums.
                     res = handle.run(["ethtool", "-K", intf, "tx", "off", "rx", "off"])
                     if res.returncode != 0:
@@ -251,20 +248,20 @@ class Lab:
                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=paths.REPO)
         self.popens.append(p)
         self.controller = ProcRef.of("controller", p.pid)
-        self.state.add("processes", self.controller.to_dict())
+        self.state.add_process(self.controller)
         self.state.set(controller={"port": port, "control": str(cdir / "control.sock"), "log": str(log),
                                    "pid": p.pid})
         wait_for(lambda: port_open("127.0.0.1", port), 20, "the SDN controller (controllers.run)",
                  cdir / "controller.out", self.controller)
 
     def _connect_switches(self) -> None:
-        port = self.state.data["controller"]["port"]
+        port = self.state.controller.port
         for s in self.net.switches:
             self.ovs.vsctl("set-controller", s.name, f"tcp:127.0.0.1:{port}", "--", "set", "bridge",
                            s.name, f"external_ids:weblab-run={self.run_id}")
 
         from controllers.client import ControlError, request
-        sock = self.state.data["controller"]["control"]
+        sock = str(self.state.controller.control)
 
         def connected() -> bool:
             # The controller knows first: OVS updates is_connected in its database only every ~5 s.
@@ -274,7 +271,7 @@ class Lab:
                 return False
             if reply.get("status") == "error":
                 raise WeblabError(f"the controller reported OpenFlow errors: {reply.get('errors')} "
-                                  f"(log: {self.state.data['controller']['log']})")
+                                  f"(log: {self.state.controller.log})")
             return reply.get("status") == "ok"
         wait_for(connected, 15, "switches connecting to the controller",
                  self.run_dir / "controller" / "controller.log", self.controller)
@@ -283,20 +280,17 @@ class Lab:
     def handle(self, host: str, cgroup: bool = False):
         """A HostHandle for hostapps and exec."""
         from hostapps.base import HostHandle
-        info = self.state.data["hosts"].get(host)
-        if info is None:
-            raise WeblabError(f"unknown host {host!r}; hosts: {', '.join(self.hosts())}")
-        cg = None
-        if cgroup and host in self.cpu:
-            cg = self._cgroup(host)
-        return HostHandle(host, info["pid"], info["ips"],
-                          record=lambda ref: self.state.add("processes", ref.to_dict()), cgroup=cg,
+        try:
+            info = self.state.host(host)
+        except KeyError as e:
+            raise WeblabError(e.args[0]) from None
+        cg = self._cgroup(host) if cgroup and host in self.cpu else None
+        return HostHandle(host, info.pid, info.ips, record=self.state.add_process, cgroup=cg,
                           cores=cores.for_host(self.cores, host))
 
     def _cgroup(self, host: str) -> str:
         path = str(cgroups.create(self.run_id, host, self.cpu[host]))
-        if path not in self.state.data["cgroups"]:
-            self.state.add("cgroups", path)
+        self.state.add_cgroup(path)
         return path
 
     def _make_service(self, spec):
@@ -352,7 +346,7 @@ class Lab:
 
     # ------------------------------------------------------------------ the handle experiments use
     def hosts(self) -> list[str]:
-        return list(self.state.data["hosts"])
+        return list(self.state.hosts)
 
     def ip(self, host: str) -> str:
         return self.topo.addresses_of(self._known(host))[0]
@@ -375,7 +369,7 @@ class Lab:
     @property
     def cgroups(self) -> dict[str, Path]:
         """host -> its CPU cgroup (only CPU-limited hosts have one)."""
-        return {Path(p).name: Path(p) for p in self.state.data.get("cgroups", [])}
+        return {p.name: p for p in self.state.cgroups}
 
     def services(self, kind: str | None = None) -> list[tuple[str, str]]:
         """(host, kind) of every service of the design, in start order; only one kind if given."""
@@ -388,7 +382,7 @@ class Lab:
     def firewall(self, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         """One request to the controller's control socket (show, allow, deny, remove, enable, disable)."""
         from weblab.firewall import control
-        return control(self.state.data, request, timeout=timeout)
+        return control(self.state, request, timeout=timeout)
 
     @property
     def entry_ip(self) -> str:
@@ -409,7 +403,7 @@ class Lab:
         """Start argv inside host in its own process group; stopped at teardown if still running."""
         p = self.handle(host).popen(argv, **kw)
         self.popens.append(p)
-        self.state.add("processes", ProcRef.of(f"popen:{argv[0]}", p.pid, host=host).to_dict())
+        self.state.add_process(ProcRef.of(f"popen:{argv[0]}", p.pid, host=host))
         return p
 
     def service(self, host: str, kind: str):
@@ -422,16 +416,16 @@ class Lab:
 
     def link_intfs(self, a: str, b: str) -> tuple[str, str]:
         """Interface names of the link between nodes a and b."""
-        for n1, i1, n2, i2 in self.state.data["links"]:
-            if (n1, n2) == (a, b):
-                return i1, i2
-            if (n1, n2) == (b, a):
-                return i2, i1
+        for link in self.state.links:
+            if (link.node1, link.node2) == (a, b):
+                return link.intf1, link.intf2
+            if (link.node1, link.node2) == (b, a):
+                return link.intf2, link.intf1
         raise WeblabError(f"no link between {a} and {b}")
 
     def _link_set(self, a: str, b: str, state: str) -> None:
         for node, intf in zip((a, b), self.link_intfs(a, b)):
-            if node in self.state.data["hosts"]:
+            if node in self.state.hosts:
                 self.exec(node, ["ip", "link", "set", intf, state], timeout=5)
             else:
                 subprocess.run(["ip", "link", "set", intf, state], check=True, timeout=5)
@@ -446,7 +440,7 @@ class Lab:
 
     def capture(self, host: str, intf: str, pcap: str | Path, bpf: str | None = None):
         """Start tcpdump on intf inside host, writing pcap; returns a Capture to stop()."""
-        from weblab.capture import Capture
+        from weblab.tcpdump import Capture
         return Capture.start(self, host, intf, Path(pcap), bpf)
 
     # ------------------------------------------------------------------ teardown
@@ -465,20 +459,22 @@ class Lab:
             except BaseException as e:  # teardown must go on whatever one step did
                 problems.append(f"{what}: {e}")
         old = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        kept = None
         try:
+            if self.control is not None:
+                step("stop the control socket", self.control.stop)
             for p in reversed(self.popens):
                 step("stop process", partial(stop_popen, p))
             for svc in reversed(self.started_services):
                 step(f"stop {svc.name}", svc.stop)
             if self.net is not None:
                 step("stop mininet", self.net.stop)
-            if self.ovs is not None:
-                problems += self.ovs.stop()
+            if self.ovs is not None:  # guarded too: its stop can time out (kernel datapath's exit --cleanup)
+                step("stop ovs", lambda: problems.extend(self.ovs.stop()))
             # Whatever the steps above missed, the state file still names: remove exactly that.
-            step("sweep", lambda: problems.extend(clean.sweep(self.state.data)))
+            step("sweep", lambda: problems.extend(clean.sweep(self.state)))
             for k in self.ovs.env() if self.ovs else ():
                 os.environ.pop(k, None)
-            kept = None
             if self.failed or problems:
                 kept = clean.keep_logs(self.run_dir, self.run_id)
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -492,6 +488,18 @@ class Lab:
                               (f" (logs kept in {kept})" if kept else ""))
         if kept:
             print(f"weblab: the run failed; its logs are kept in {kept}", file=sys.stderr)
+
+
+def factory_holding(lock: LabLock):
+    """What experiments get labs from (`weblab run`): real Labs, each started and always torn down,
+    all under one held lab lock, so no other lab slips in between two cases or repeats of a run."""
+    def factory(design: str, lab_params: dict[str, Any]) -> Lab:
+        known = {"params", "cpu", "cores", "firewall", "datapath"}
+        unknown = set(lab_params) - known
+        if unknown:
+            raise WeblabError(f"experiment asked for unknown lab settings {sorted(unknown)}")
+        return Lab(design, lock=lock, **lab_params)
+    return factory
 
 
 def service_defaults() -> dict[str, dict[str, Any]]:

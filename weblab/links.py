@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from weblab.core.errors import WeblabError
+from weblab.core.state import RunState
 
 
-def resolve(state: dict, spec: str) -> tuple[str, str]:
+def resolve(state: RunState, spec: str) -> tuple[str, str]:
     """(host, interface) of the host end of the link named spec, in a run's state."""
-    links = state.get("links", [])
-    hosts = state.get("hosts", {})
-    aliases = state.get("link_names", {})
+    links = [(l.node1, l.intf1, l.node2, l.intf2) for l in state.links]
+    hosts = state.hosts
+    aliases = state.link_names
     if spec in aliases:
         spec = ":".join(aliases[spec])
     if ":" in spec:
@@ -26,10 +27,10 @@ def resolve(state: dict, spec: str) -> tuple[str, str]:
                       f"(e.g. client:s1) or by interface (e.g. client-eth0)")
 
 
-def describe(state: dict) -> list[str]:
+def describe(state: RunState) -> list[str]:
     """One line per named link: alias, the two ends, the interface to capture on."""
     out = []
-    for alias, (a, b) in sorted(state.get("link_names", {}).items()):
+    for alias, (a, b) in sorted(state.link_names.items()):
         host, intf = resolve(state, alias)
         out.append(f"{alias:14} {a} <-> {b}  (capture on {host}:{intf})")
     return out

@@ -47,6 +47,18 @@ def line_for(pkt, grep: bytes | None) -> str | None:
     return f"{stamp} {pkt[IP].src}:{pkt[TCP].sport} -> {pkt[IP].dst}:{pkt[TCP].dport}  {what}"
 
 
+def argv(intf: str, grep: str | None = None, count: int | None = None, duration: float | None = None) -> list[str]:
+    """The command line that runs this sniffer on intf (inside the host at the link's end)."""
+    out = [sys.executable, "-m", "weblab.sniff", "--iface", intf]
+    if grep:
+        out += ["--grep", grep]
+    if count:
+        out += ["--count", str(count)]
+    if duration:
+        out += ["--duration", str(duration)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m weblab.sniff")
     ap.add_argument("--iface", required=True)

@@ -161,14 +161,17 @@ def test_cores_are_checked_before_anything_starts(run_root, monkeypatch, capsys)
 
 
 def test_status_shows_each_hosts_cpu_quota_and_cores():
+    from weblab.core.state import RunState
     data = {"run_id": "r1", "design": "scaled", "status": "ready", "datapath": "user",
-            "hosts": {"db1": {"role": "db", "ips": ["10.0.2.31"]}, "web1": {"role": "web", "ips": ["10.0.1.11"]},
-                      "client": {"role": "client", "ips": ["10.0.0.100"]}},
-            "services": [{"host": "db1", "kind": "mariadb"}], "cpu": {"db1": 0.1}, "cores": {"db1": "1", "*": "0"}}
-    lines = cli.describe(data).splitlines()
+            "hosts": {"db1": {"pid": 1, "role": "db", "ips": ["10.0.2.31"]},
+                      "web1": {"pid": 2, "role": "web", "ips": ["10.0.1.11"]},
+                      "client": {"pid": 3, "role": "client", "ips": ["10.0.0.100"]}},
+            "services": [{"host": "db1", "kind": "mariadb", "dir": "/x", "log": "/x/l"}],
+            "cpu": {"db1": 0.1}, "cores": {"db1": "1", "*": "0"}}
+    lines = cli.describe(RunState("r1", data)).splitlines()
     assert lines[1].endswith("mariadb  [cpu quota 0.1, on CPU 1]")
     assert lines[2].endswith("[on CPU 0]") and lines[3].endswith("[on CPU 0]")
-    assert "[" not in cli.describe({**data, "cpu": {}, "cores": {}})
+    assert "[" not in cli.describe(RunState("r1", {**data, "cpu": {}, "cores": {}}))
 
 
 def test_run_without_claims_or_with_a_wrong_run_dir_says_what_to_give(tmp_path, capsys):

@@ -9,6 +9,15 @@ from pathlib import Path
 from weblab.core.errors import NotReady
 
 
+def tcpdump_argv(intf: str, path: Path, bpf: str | None = None, count: int | None = None,
+                 snaplen: int = 0) -> list[str]:
+    """tcpdump writing a pcap of intf as it arrives (-U, --immediate-mode: nothing lost at stop)."""
+    argv = ["tcpdump", "-i", intf, "-U", "--immediate-mode", "-n", "-s", str(snaplen), "-w", str(path)]
+    if count:
+        argv += ["-c", str(count)]
+    return argv + (bpf.split() if bpf else [])
+
+
 class Capture:
     """A running tcpdump; stop() flushes the file and returns its path."""
 
@@ -21,9 +30,7 @@ class Capture:
         """Start tcpdump and wait (bounded) until it is listening, so no early packet is missed."""
         path.parent.mkdir(parents=True, exist_ok=True)
         errlog = path.with_suffix(".tcpdump.log")
-        argv = ["tcpdump", "-i", intf, "-U", "--immediate-mode", "-n", "-s", "0", "-w", str(path)]
-        if bpf:
-            argv += bpf.split()
+        argv = tcpdump_argv(intf, path, bpf)
         with open(errlog, "wb") as err:
             proc = lab.popen(host, argv, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + timeout

@@ -1,0 +1,73 @@
+"""The lab that is running now, as the CLI verbs reach it from another process: find it, enter its
+hosts, stop it, drive its load balancers. Everything here reads the run's state file."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from weblab.core import paths
+from weblab.core.errors import WeblabError
+from weblab.core.proc import wait_gone
+from weblab.core.state import RunState, ServiceRecord, all_runs
+
+
+def current() -> RunState:
+    """The state of the lab that is running now, or an error saying how to start (or clean) one."""
+    from weblab.clean import crashed_runs
+    for run_id in all_runs():
+        try:
+            state = RunState.load(run_id)
+        except (FileNotFoundError, ValueError):
+            continue
+        if state.holder_alive():
+            return state
+    if crashed_runs():
+        raise WeblabError("the last lab crashed; remove what it left with: sudo weblab clean")
+    raise WeblabError("no lab is running; start one with: sudo weblab up one-server --detach")
+
+
+def host_argv(state: RunState, host: str, argv: list[str]) -> list[str]:
+    """argv run inside host of the running lab (its namespaces, its CPUs): the hostapps' own prefix."""
+    from hostapps.base import HostHandle
+    from weblab.core import cores
+    try:
+        info = state.host(host)
+    except KeyError as e:
+        raise WeblabError(e.args[0]) from None
+    return HostHandle(host, info.pid, info.ips, cores=cores.for_host(state.cores, host)).argv(argv)
+
+
+def exec_in_host(state: RunState, host: str, argv: list[str]) -> None:
+    """Replace this process by argv inside host (what `weblab exec` does)."""
+    full = host_argv(state, host, argv)
+    os.execvp(full[0], full)
+
+
+def stop(state: RunState, timeout: float) -> None:
+    """Ask the lab's holder to tear it down and wait (bounded) until it has; an error if it did not."""
+    holder = state.holder
+    if holder is None:
+        raise WeblabError(f"run {state.run_id} has no holder; remove it with: sudo weblab clean")
+    holder.signal(signal.SIGTERM)
+    if not wait_gone(holder, timeout):
+        raise WeblabError(f"the lab's holder (pid {holder.pid}) did not stop within {timeout:.0f} s; "
+                          f"force it with: sudo weblab clean --force")
+    if paths.run_dir(state.run_id).exists():
+        raise WeblabError(f"the lab stopped but left {paths.run_dir(state.run_id)}; run: sudo weblab clean")
+
+
+def load_balancer(state: RunState, name: str | None = None) -> ServiceRecord:
+    """The HAProxy of host `name` (default: the first), or an error naming the load balancers."""
+    lbs = [s for s in state.services if s.kind == "haproxy"]
+    lb = next((s for s in lbs if s.host == name), None) if name else (lbs[0] if lbs else None)
+    if lb is None:
+        raise WeblabError(f"no HAProxy {'on ' + name if name else 'in this lab'}; "
+                          f"load balancers: {', '.join(s.host for s in lbs) or 'none'}")
+    return lb
+
+
+def admin_socket(lb: ServiceRecord) -> Path:
+    """Where an HAProxy of the lab listens for admin commands."""
+    from hostapps.haproxy import HAProxy
+    return HAProxy.admin_socket_in(lb.dir)
