@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from weblab.core import cgroups
 from weblab.core.paths import RUN_ROOT
 from weblab.core.proc import Runner, run_quiet
 from weblab.datapath import DatapathFacts, decide_datapath, probe_datapath
@@ -164,14 +165,13 @@ def _qdisc_by_module(name: str, run: Runner, sys_root: Path, why: str) -> Check:
 # -- cgroups and the run directory ---------------------------------------------------------------------
 
 def check_cgroup_cpu(cgroup_root: Path | None = None) -> Check:
-    """CPU limits per host need the cpu controller (v1 mount, or v2 with cpu available)."""
+    """CPU limits per host need the cpu controller: the same test the runtime applies (weblab.core.cgroups)."""
     cgroup_root = cgroup_root or CGROUP
-    for v1 in ("cpu", "cpu,cpuacct"):
-        if (cgroup_root / v1 / "cpu.cfs_quota_us").exists():
-            return Check("cgroup cpu", True, f"cgroup v1 cpu controller at {cgroup_root / v1}")
-    controllers = cgroup_root / "cgroup.controllers"
-    if controllers.exists() and "cpu" in controllers.read_text().split():
-        return Check("cgroup cpu", True, f"cgroup v2 with the cpu controller at {cgroup_root}")
+    found = cgroups.controller(cgroup_root)
+    if found and found[0] == "v1":
+        return Check("cgroup cpu", True, f"cgroup v1 cpu controller at {found[1]}")
+    if found:
+        return Check("cgroup cpu", True, f"cgroup v2 with the cpu controller at {found[1]}")
     return Check("cgroup cpu", False, "no cpu cgroup controller: per-host CPU limits are impossible",
                  f"cgroup v1: sudo mkdir -p {cgroup_root}/cpu && sudo mount -t cgroup -o cpu cgroup "
                  f"{cgroup_root}/cpu; cgroup v2: boot with the cpu controller enabled")

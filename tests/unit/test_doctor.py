@@ -267,3 +267,18 @@ def test_run_quiet_reports_missing_programs_and_timeouts():
     assert doctor.run_quiet(["weblab-no-such-program"])[0] == 127
     assert doctor.run_quiet(["sleep", "5"], timeout=0.2)[0] == 124
     assert doctor.run_quiet(["sh", "-c", "echo oops >&2; exit 3"]) == (3, "oops")
+
+
+def test_runtime_and_doctor_agree_on_a_cpuset_only_mount(tmp_path):
+    from weblab.core import cgroups
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cgroup.controllers").write_text("cpuset io memory pids\n")
+    assert cgroups.controller(v2) is None and not doctor.check_cgroup_cpu(v2).ok
+    v1 = tmp_path / "v1"
+    (v1 / "cpuset").mkdir(parents=True)
+    (v1 / "cpuset" / "cpuset.cpus").write_text("0-1\n")
+    assert cgroups.controller(v1) is None and not doctor.check_cgroup_cpu(v1).ok
+    (v1 / "cpu").mkdir()
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroups.controller(v1) == ("v1", v1 / "cpu") and doctor.check_cgroup_cpu(v1).ok

@@ -10,17 +10,25 @@ ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
 
 
-def _v1() -> bool:
-    return (ROOT / "cpu" / "cpu.cfs_quota_us").exists()
+V1_MOUNTS = ("cpu", "cpu,cpuacct")  # where distributions mount the v1 cpu controller
 
 
-def _v2() -> bool:
-    return (ROOT / "cgroup.controllers").exists() and "cpu" in (ROOT / "cgroup.controllers").read_text()
+def controller(root: Path | None = None) -> tuple[str, Path] | None:
+    """("v1" | "v2", directory) of the cpu controller per-host limits use, or None. A cpuset-only or
+    cpuacct-only mount is not it: only a cpu.cfs_quota_us (v1) or a listed "cpu" (v2) is."""
+    root = root or ROOT
+    for name in V1_MOUNTS:
+        if (root / name / "cpu.cfs_quota_us").exists():
+            return "v1", root / name
+    listed = root / "cgroup.controllers"
+    if listed.exists() and "cpu" in listed.read_text().split():
+        return "v2", root
+    return None
 
 
 def available() -> bool:
     """True if CPU limits can be applied on this machine."""
-    return _v1() or _v2()
+    return controller() is not None
 
 
 def create(run_id: str, host: str, fraction: float) -> Path:
@@ -28,13 +36,14 @@ def create(run_id: str, host: str, fraction: float) -> Path:
     if not 0 < fraction <= 1:
         raise WeblabError(f"cpu limit for {host} must be in (0, 1], got {fraction}")
     quota = max(1000, int(PERIOD_US * fraction * (os.cpu_count() or 1)))
-    if _v1():
-        group = ROOT / "cpu" / f"weblab-{run_id}" / host
+    found = controller()
+    if found and found[0] == "v1":
+        group = found[1] / f"weblab-{run_id}" / host
         group.mkdir(parents=True, exist_ok=True)
         (group / "cpu.cfs_period_us").write_text(str(PERIOD_US))
         (group / "cpu.cfs_quota_us").write_text(str(quota))
         return group
-    if _v2():
+    if found and found[0] == "v2":
         parent = ROOT / f"weblab-{run_id}"
         parent.mkdir(exist_ok=True)
         (parent / "cgroup.subtree_control").write_text("+cpu")
