@@ -29,7 +29,7 @@ class Experiment:
     slug: ClassVar[str] = ""
     claim: ClassVar[str] = ""          # "C1"
     title: ClassVar[str] = ""
-    statement: ClassVar[str] = ""      # the claim as CLAIMS.md words it
+    statement: ClassVar[str] = ""      # the claim as docs/claims.md words it
     design: ClassVar[str] = "one-server"
     defaults: ClassVar[dict[str, Any]] = {}
     key_values: ClassVar[tuple[str, ...]] = ()  # measured keys summarised over --repeat (all numbers if empty)

@@ -1,1 +1,1 @@
-"""One module per claim of CLAIMS.md; each registers its Experiment subclass with @register."""
+"""One module per claim of docs/claims.md; each registers its Experiment subclass with @register."""

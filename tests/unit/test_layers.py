@@ -42,3 +42,10 @@ def test_layer_names():
     assert layers.layer_of("weblab.lab") == "lab"
     assert layers.layer_of("weblab.ui.server") == "ui"
     assert layers.layer_of("experiments.claims.spof") == "experiments"
+
+
+def test_docs_show_the_current_graph():
+    from pathlib import Path
+    doc = (Path(layers.REPO) / "docs" / "layers.md").read_text()
+    assert layers.markdown(layers.edges()) in doc, "docs/layers.md is stale: regenerate its table with " \
+        "python -m tests.layers --markdown"
