@@ -57,11 +57,18 @@ class Port:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """One daemon on one host: its kind (a hostapp) and options."""
+    """One daemon on one host: its kind (a hostapp), options, and the services it waits for
+    (`after`, as "kind@host"): it starts once those are ready, at the same time as every other
+    service whose prerequisites are."""
 
     host: str
     kind: str
     options: dict[str, Any] = field(default_factory=dict)
+    after: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}@{self.host}"
 
 
 @dataclass(frozen=True)
@@ -232,9 +239,42 @@ class LabTopo(Topo):
                     return str(mine["ip"].ip)
         raise ValueError(f"{host} and {peer} share no network")
 
-    def add_service(self, host: str, kind: str, **options: Any) -> None:
-        """Declare a service; services start in declaration order and stop in reverse."""
-        self.services.append(ServiceSpec(host, kind, options))
+    def add_service(self, host: str, kind: str, after: tuple[str, ...] | list[str] = (), **options: Any) -> None:
+        """Declare a service that starts once every service named in `after` ("kind@host") is ready;
+        teardown stops services in the reverse of declaration order."""
+        self.services.append(ServiceSpec(host, kind, options, tuple(after)))
+
+    def check_services(self) -> None:
+        """Every `after` names a declared service, and no service waits for itself through others."""
+        names = [s.name for s in self.services]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"{self.design}: service(s) declared twice: {', '.join(sorted(dupes))}")
+        deps = {s.name: set(s.after) for s in self.services}
+        for name, wanted in deps.items():
+            unknown = wanted - set(deps)
+            if unknown:
+                raise ValueError(f"{self.design}: {name} waits for {', '.join(sorted(unknown))}, "
+                                 f"which the design does not declare")
+        done: set[str] = set()
+        while len(done) < len(deps):
+            ready = {n for n, w in deps.items() if n not in done and w <= done}
+            if not ready:
+                raise ValueError(f"{self.design}: services wait for each other in a circle: "
+                                 f"{', '.join(sorted(set(deps) - done))}")
+            done |= ready
+
+    def start_waves(self) -> list[list[ServiceSpec]]:
+        """The services in the order they can start: each wave waits only for earlier ones (for
+        people and tests; the lab starts each service as soon as its own prerequisites are ready)."""
+        self.check_services()
+        done: set[str] = set()
+        waves = []
+        while len(done) < len(self.services):
+            wave = [s for s in self.services if s.name not in done and set(s.after) <= done]
+            waves.append(wave)
+            done |= {s.name for s in wave}
+        return waves
 
     def add_dns(self, host: str, **extra: Any) -> None:
         """The lab's authoritative DNS on host: apex -> entry point, www CNAME apex."""

@@ -53,7 +53,8 @@ class Distributed(LabTopo):
         for i, name in enumerate(self.web, start=1):
             replica = name != primary
             self.add_service(name, "mariadb", server_id=i, binlog=True, read_only=replica,
-                             replicate_from=Ref(primary) if replica else "")
+                             replicate_from=Ref(primary) if replica else "",
+                             after=[f"mariadb@{primary}"] if replica else [])
         for name in self.web:
             self.add_service(name, "webapp", server_name=name, db_write=Ref(primary))
             self.add_service(name, "nginx", server_name=name, **self.nginx_options(name))
@@ -62,6 +63,8 @@ class Distributed(LabTopo):
                          servers=[{"name": n, "address": Ref(n), "port": self.backend_port(),
                                    "backup": p["mode"] == "active-passive" and n != primary}
                                   for n in self.web],
+                         # its health checks pass once each backend's nginx and app answer
+                         after=[f"{k}@{n}" for n in self.web for k in ("webapp", "nginx")],
                          **self.lb_options())
         self.add_extra_services()
 

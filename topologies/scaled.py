@@ -65,10 +65,11 @@ class Scaled(LabTopo):
                      allow_update=[BACK.ip(50)])
         self.add_service("db1", "mariadb", server_id=1, binlog=True, semi_sync="primary")
         self.add_service("db2", "mariadb", server_id=2, binlog=True, read_only=True, semi_sync="replica",
-                         replicate_from=Ref("db1"))
+                         replicate_from=Ref("db1"), after=["mariadb@db1"])
         for name in app:
             self.add_service(name, "webapp", bind="0.0.0.0:8000", server_name=name,
-                             db_read=f"db-replica.{self.zone}:3306", db_write=f"db-primary.{self.zone}:3306")
+                             db_read=f"db-replica.{self.zone}:3306", db_write=f"db-primary.{self.zone}:3306",
+                             after=["dns@dns"])  # it finds the databases by name
         for name in web:
             self.add_service(name, "nginx", server_name=name, app=[f"{BACK.ip(30 + i)}:8000"
                                                                    for i in range(1, len(app) + 1)])
@@ -76,14 +77,17 @@ class Scaled(LabTopo):
         for i, lb in enumerate(lbs):
             self.add_service(lb, "haproxy", algorithm=p["algorithm"], inter=p["check_inter"],
                              fall=p["check_fall"], rise=2, retries=3 if p["retries"] else 0, servers=servers,
-                             tls_cert=Cert("site", (f"www.{self.zone}", self.zone)))
+                             tls_cert=Cert("site", (f"www.{self.zone}", self.zone)),
+                             after=[f"nginx@{n}" for n in web] + [f"webapp@{n}" for n in app])
         for i, lb in enumerate(lbs):
             self.add_service(lb, "keepalived", vip=VIP, interface=f"{lb}-eth0", src_ip=FRONT.ip(10 * (i + 1)),
                              peers=[FRONT.ip(10 * (2 - i))], state="MASTER" if i == 0 else "BACKUP",
-                             priority=150 if i == 0 else 100, advert_int=p["vrrp_advert"])
+                             priority=150 if i == 0 else 100, advert_int=p["vrrp_advert"],
+                             after=[f"haproxy@{lb}"])  # it tracks the local HAProxy
         if p["db_failover"]:
             self.add_service("monitor", "dbfailover", primary=BACK.ip(41), replicas=[BACK.ip(42)],
-                             dns_server=BACK.ip(2), zone=self.zone)
+                             dns_server=BACK.ip(2), zone=self.zone,
+                             after=["mariadb@db1", "mariadb@db2", "dns@dns"])
         if p["monitoring"]:
             add_monitoring(self, "monitor", exporters={**{n: ["node", "nginx"] for n in web},
                                                        **{n: ["node"] for n in app},

@@ -23,9 +23,10 @@ def add_monitoring(topo, monitor: str, exporters: dict[str, list[str]], haproxy:
                    qps_alert: float) -> None:
     """Exporters on hosts, Prometheus on monitor scraping them, and the firewall rules for exactly that."""
     targets = []
+    watched = {"nginx": "nginx", "mysqld": "mariadb"}  # what an exporter reads must answer first
     for host, kinds in exporters.items():
         for kind in kinds:
-            topo.add_service(host, EXPORTERS[kind])
+            topo.add_service(host, EXPORTERS[kind], after=[f"{watched[kind]}@{host}"] if kind in watched else [])
             targets.append({"job": kind, "host": host, "address": Ref(host, on=monitor),
                             "port": Port(EXPORTERS[kind])})
             topo.rules.append(RuleSpec(f"monitor-{kind}-{host}", monitor, host, "tcp", Port(EXPORTERS[kind])))
@@ -33,7 +34,10 @@ def add_monitoring(topo, monitor: str, exporters: dict[str, list[str]], haproxy:
         targets.append({"job": "haproxy", "host": host, "address": Ref(host, on=monitor),
                         "port": HAPROXY_METRICS})
         topo.rules.append(RuleSpec(f"monitor-haproxy-{host}", monitor, host, "tcp", HAPROXY_METRICS))
-    topo.add_service(monitor, "prometheus", targets=targets, qps_alert_threshold=qps_alert)
+    # ready once every target is scraped and up: after every exporter and HAProxy
+    topo.add_service(monitor, "prometheus", targets=targets, qps_alert_threshold=qps_alert,
+                     after=[f"{EXPORTERS[k]}@{h}" for h, kinds in exporters.items() for k in kinds]
+                     + [f"haproxy@{h}" for h in haproxy])
 
 
 class Secured(Distributed):

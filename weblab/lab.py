@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -41,6 +42,10 @@ def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None =
     except ValueError as e:
         raise WeblabError(str(e)) from None
     topo = design_cls(**values)
+    try:
+        topo.check_services()
+    except ValueError as e:
+        raise WeblabError(str(e)) from None
     unknown_cpu = set(cpu or {}) - set(topo.hosts())
     if unknown_cpu:
         raise WeblabError(f"--cpu for unknown host(s) {', '.join(sorted(unknown_cpu))}; hosts of "
@@ -160,19 +165,53 @@ class Lab:
         self._connect_switches()
         mark("switches")
 
-        for spec in self.topo.services:
-            svc = self._make_service(spec)
-            t = time.monotonic()
-            svc.start()
-            self.started_services.append(svc)
-            self.timings[f"{spec.kind}@{spec.host}"] = time.monotonic() - t
-            self.state.add_service(spec.host, spec.kind, svc.dir, svc.log, svc.ref)
+        self._start_services()
         mark("services")
         self._wait_entry()
         mark("entry")
         from weblab.control import ControlServer
         self.control = ControlServer(self, self.run_dir / "control.sock").start()
         self.state.set(control=str(self.control.path))
+
+    def _start_services(self) -> None:
+        """Start every service as soon as the services it waits for (`after`) are ready, many at once;
+        each start is bounded by its own readiness timeout. The first failure stops new starts, lets
+        those under way finish, and is raised (teardown then stops everything that started)."""
+        specs = self.topo.services
+        made = {s.name: self._make_service(s) for s in specs}  # configs and certificates, one at a time
+        self.started_services = [made[s.name] for s in specs]  # teardown stops them in reverse, started or not
+        done: set[str] = set()
+        pending = list(specs)
+        failures: list[BaseException] = []
+
+        def start(spec) -> None:
+            t = time.monotonic()
+            svc = made[spec.name]
+            try:
+                svc.start()
+            finally:
+                if svc.ref is not None:
+                    self.state.add_service(spec.host, spec.kind, svc.dir, svc.log, svc.ref)
+            self.timings[spec.name] = round(time.monotonic() - t, 3)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(specs)), thread_name_prefix="start") as pool:
+            running: dict[Future, Any] = {}
+            while pending or running:
+                if not failures:
+                    for spec in [s for s in pending if set(s.after) <= done]:
+                        pending.remove(spec)
+                        running[pool.submit(start, spec)] = spec
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    spec = running.pop(future)
+                    if future.exception() is not None:
+                        failures.append(future.exception())
+                    else:
+                        done.add(spec.name)
+        if failures:
+            raise failures[0]
 
     def _stage_timer(self):
         """A function that records the seconds since its last call under a stage name."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class RunState:
     def __init__(self, run_id: str, data: dict[str, Any] | None = None):
         self.run_id = run_id
         self.dir = paths.run_dir(run_id)
+        self._lock = threading.RLock()  # services start in parallel threads, each recording itself
         self.data: dict[str, Any] = data or {
             "run_id": run_id, "status": "starting", "processes": [], "links": [],
             "switches": [], "hosts": {}, "services": [], "cgroups": [], "mounts": [],
@@ -79,21 +81,24 @@ class RunState:
     # --- persistence -----------------------------------------------------------------------------
     def save(self) -> None:
         """Write the state atomically (readers never see a half-written file)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".state.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.data, f, indent=2, sort_keys=True, default=str)
-        os.replace(tmp, self.path)
+        with self._lock:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".state.")
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.data, f, indent=2, sort_keys=True, default=str)
+            os.replace(tmp, self.path)
 
     def add(self, key: str, item: Any) -> None:
         """Append to a list in the state and save."""
-        self.data.setdefault(key, []).append(item)
-        self.save()
+        with self._lock:
+            self.data.setdefault(key, []).append(item)
+            self.save()
 
     def set(self, **kw: Any) -> None:
         """Set top-level fields and save."""
-        self.data.update(kw)
-        self.save()
+        with self._lock:
+            self.data.update(kw)
+            self.save()
 
     @classmethod
     def load(cls, run_id: str) -> "RunState":
