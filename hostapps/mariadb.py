@@ -104,7 +104,7 @@ class MariaDB(Service):
     stop_timeout = 15.0
     defaults = {"port": 3306, "bind": "0.0.0.0", "server_id": 1, "binlog": False,
                 "read_only": False, "flush_at_commit": 1, "replicate_from": "",
-                "semi_sync": "", "semi_sync_timeout_ms": 30000}
+                "semi_sync": "", "semi_sync_timeout_ms": 30000, "buffer_pool_mb": 64}
     replication_timeout = 15.0
 
     @property

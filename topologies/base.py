@@ -124,6 +124,16 @@ class Subnet:
         return f"{self.ip(n)}/{self.net.prefixlen}"
 
 
+MAX_SERVERS = 16
+SERVER_COUNTS = tuple(range(1, MAX_SERVERS + 1))  # what `servers`, `web` and `app` may be
+
+
+def footprint(servers: int) -> dict[str, int]:
+    """Per-server resources that shrink as a design grows, so a 16-server lab stays lean: the InnoDB
+    buffer pool (MiB) and the app server's worker processes."""
+    return {"buffer_pool_mb": max(16, min(64, 128 // max(1, servers))), "app_workers": 2 if servers <= 4 else 1}
+
+
 def mac_for(ip: str) -> str:
     """A stable, locally administered MAC derived from an IPv4 address."""
     o = ipaddress.ip_address(ip).packed

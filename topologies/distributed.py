@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import LabTopo, Param, Ref, RuleSpec, Subnet
+from topologies.base import SERVER_COUNTS, LabTopo, Param, Ref, RuleSpec, Subnet, footprint
 
 FRONT, BACK = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
 
 
 class Distributed(LabTopo):
-    """Two (1..3) servers behind HAProxy; the app writes to the primary, reads locally."""
+    """Two (1..16) servers behind HAProxy; the app writes to the primary, reads locally."""
 
     design = "distributed"
     summary = "HAProxy in front of 2 servers (nginx + app + MariaDB primary/replica)"
     params = {
-        "servers": Param(2, "number of web servers behind the load balancer", (1, 2, 3), int),
+        "servers": Param(2, "number of web servers behind the load balancer", SERVER_COUNTS, int),
         "algorithm": Param("roundrobin", "HAProxy balance algorithm", ("roundrobin", "leastconn", "source")),
         "mode": Param("active-active", "active-passive keeps every server but server1 as backup",
                       ("active-active", "active-passive")),
@@ -50,13 +50,15 @@ class Distributed(LabTopo):
 
         self.add_dns("dns")
         primary = self.web[0]
+        lean = footprint(len(self.web))
         for i, name in enumerate(self.web, start=1):
             replica = name != primary
             self.add_service(name, "mariadb", server_id=i, binlog=True, read_only=replica,
+                             buffer_pool_mb=lean["buffer_pool_mb"],
                              replicate_from=Ref(primary) if replica else "",
                              after=[f"mariadb@{primary}"] if replica else [])
         for name in self.web:
-            self.add_service(name, "webapp", server_name=name, db_write=Ref(primary))
+            self.add_service(name, "webapp", server_name=name, db_write=Ref(primary), workers=lean["app_workers"])
             self.add_service(name, "nginx", server_name=name, **self.nginx_options(name))
         self.add_service("lb1", "haproxy", algorithm=p["algorithm"], inter=p["check_inter"],
                          fall=p["check_fall"], rise=p["check_rise"], retries=3 if p["retries"] else 0,

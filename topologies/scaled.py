@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import Cert, LabTopo, Param, Ref, RuleSpec
+from topologies.base import SERVER_COUNTS, Cert, LabTopo, Param, Ref, RuleSpec, footprint
 from topologies.distributed import BACK, FRONT
 from topologies.secured import add_monitoring
 
 VIP = FRONT.ip(9)
+# The back network's address plan: lb1 .10, lb2 .20, web .21-.36, db .41-.43, monitor .50, app .61-.76
+WEB_BASE, DB_BASE, APP_BASE = 20, 40, 60
+APP_PORT = 8000
 
 
 class Scaled(LabTopo):
@@ -27,8 +30,8 @@ class Scaled(LabTopo):
     design = "scaled"
     summary = "VRRP pair of HAProxy load balancers, separate web/app/db tiers, DB writer failover"
     params = {
-        "web": Param(2, "web servers (nginx)", (1, 2, 3), int),
-        "app": Param(2, "app servers (gunicorn)", (1, 2, 3), int),
+        "web": Param(2, "web servers (nginx)", SERVER_COUNTS, int),
+        "app": Param(2, "app servers (gunicorn)", SERVER_COUNTS, int),
         "algorithm": Param("roundrobin", "HAProxy balance algorithm", ("roundrobin", "leastconn", "source")),
         "retries": Param(True, "retries + redispatch on connection failure", kind=bool),
         "check_inter": Param(500, "HAProxy health-check interval, ms", kind=int),
@@ -53,25 +56,26 @@ class Scaled(LabTopo):
         web = [f"web{i}" for i in range(1, p["web"] + 1)]
         app = [f"app{i}" for i in range(1, p["app"] + 1)]
         for i, name in enumerate(web, start=1):
-            self.add_node(name, "web", s2, BACK.ip(20 + i))
+            self.add_node(name, "web", s2, BACK.ip(WEB_BASE + i))
         for i, name in enumerate(app, start=1):
-            self.add_node(name, "app", s2, BACK.ip(30 + i))
-        self.add_node("db1", "db", s2, BACK.ip(41))
-        self.add_node("db2", "db", s2, BACK.ip(42))
+            self.add_node(name, "app", s2, BACK.ip(APP_BASE + i))
+        self.add_node("db1", "db", s2, BACK.ip(DB_BASE + 1))
+        self.add_node("db2", "db", s2, BACK.ip(DB_BASE + 2))
         self.add_node("monitor", "monitor", s2, BACK.ip(50))
         self.entry, self.entry_address = "lb1", VIP
 
-        self.add_dns("dns", extra_a={"db-primary": BACK.ip(41), "db-replica": BACK.ip(42)},
+        self.add_dns("dns", extra_a={"db-primary": BACK.ip(DB_BASE + 1), "db-replica": BACK.ip(DB_BASE + 2)},
                      allow_update=[BACK.ip(50)])
         self.add_service("db1", "mariadb", server_id=1, binlog=True, semi_sync="primary")
         self.add_service("db2", "mariadb", server_id=2, binlog=True, read_only=True, semi_sync="replica",
                          replicate_from=Ref("db1"), after=["mariadb@db1"])
         for name in app:
-            self.add_service(name, "webapp", bind="0.0.0.0:8000", server_name=name,
+            self.add_service(name, "webapp", bind=f"0.0.0.0:{APP_PORT}", server_name=name,
+                             workers=footprint(len(app))["app_workers"],
                              db_read=f"db-replica.{self.zone}:3306", db_write=f"db-primary.{self.zone}:3306",
                              after=["dns@dns"])  # it finds the databases by name
         for name in web:
-            self.add_service(name, "nginx", server_name=name, app=[f"{BACK.ip(30 + i)}:8000"
+            self.add_service(name, "nginx", server_name=name, app=[f"{BACK.ip(APP_BASE + i)}:{APP_PORT}"
                                                                    for i in range(1, len(app) + 1)])
         servers = [{"name": n, "address": Ref(n), "port": 80, "backup": False} for n in web]
         for i, lb in enumerate(lbs):
@@ -85,7 +89,7 @@ class Scaled(LabTopo):
                              priority=150 if i == 0 else 100, advert_int=p["vrrp_advert"],
                              after=[f"haproxy@{lb}"])  # it tracks the local HAProxy
         if p["db_failover"]:
-            self.add_service("monitor", "dbfailover", primary=BACK.ip(41), replicas=[BACK.ip(42)],
+            self.add_service("monitor", "dbfailover", primary=BACK.ip(DB_BASE + 1), replicas=[BACK.ip(DB_BASE + 2)],
                              dns_server=BACK.ip(2), zone=self.zone,
                              after=["mariadb@db1", "mariadb@db2", "dns@dns"])
         if p["monitoring"]:
@@ -100,7 +104,7 @@ class Scaled(LabTopo):
             RuleSpec("vip-https", "any", f"{VIP}/32", "tcp", 443),
             RuleSpec("vrrp", "role:lb", "role:lb", "vrrp"),
             RuleSpec("lb-to-web", "role:lb", "role:web", "tcp", 80),
-            RuleSpec("web-to-app", "role:web", "role:app", "tcp", 8000),
+            RuleSpec("web-to-app", "role:web", "role:app", "tcp", APP_PORT),
             RuleSpec("app-to-db", "role:app", "role:db", "tcp", 3306),
             RuleSpec("db-replication", "role:db", "role:db", "tcp", 3306),
             RuleSpec("failover-to-db", "monitor", "role:db", "tcp", 3306),

@@ -81,8 +81,8 @@ def test_distributed_parameters():
     lb = next(s for s in t.services if s.kind == "haproxy").options
     assert [s["backup"] for s in lb["servers"]] == [False, True, True]
     assert lb["algorithm"] == "leastconn" and lb["retries"] == 0
-    with pytest.raises(ValueError, match="servers=4 must be one of 1, 2, 3"):
-        Distributed.resolve_params({"servers": 4})
+    with pytest.raises(ValueError, match="servers=17 must be one of 1, 2, 3, .*, 16"):
+        Distributed.resolve_params({"servers": 17})
     with pytest.raises(ValueError, match="must be true or false"):
         Distributed.resolve_params({"retries": "maybe"})
 
@@ -132,3 +132,26 @@ def test_scaled_policy_puts_the_vip_on_both_load_balancers_front_legs():
     with_vip = sorted((h["name"], h["ips"][0]) for h in doc["hosts"] if h.get("vips") == ["10.0.0.9"])
     assert with_vip == [("lb1", "10.0.0.10"), ("lb2", "10.0.0.20")]
     assert doc["firewall"] is True
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16])
+def test_designs_of_any_size_up_to_16(n):
+    from topologies.distributed import Distributed
+    from topologies.scaled import Scaled
+    from topologies.secured import Secured
+    from weblab.lab import service_defaults
+    for t, web in ((Distributed(servers=n), "server"), (Secured(servers=n), "server"), (Scaled(web=n, app=n), "web")):
+        addresses = [a for h in t.hosts() for a in t.addresses_of(h)]
+        assert len(addresses) == len(set(addresses)), f"{t.design} with {n}: an address is used twice"
+        hosts = [h for h in t.hosts() if h.startswith(web)]
+        assert len(hosts) == n
+        lb = next(s for s in t.services if s.kind == "haproxy").options
+        assert [s["name"] for s in lb["servers"]] == hosts
+        doc = t.policy_document(service_defaults())
+        assert {h["name"] for h in doc["hosts"]} == set(t.hosts())
+        if t.design == "secured":
+            prom = next(s for s in t.services if s.kind == "prometheus").options
+            assert {x["host"] for x in prom["targets"] if x["job"] == "nginx"} == set(hosts)
+        t.check_services()
+    pools = {s.options["buffer_pool_mb"] for s in Distributed(servers=n).services if s.kind == "mariadb"}
+    assert pools == {max(16, min(64, 128 // n))}
