@@ -5,10 +5,11 @@ import json
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, ContextManager
+from typing import Any, Callable, ClassVar, ContextManager, Sequence
 
 from experiments import fidelity, progress
-from experiments.verdict import Verdict, combine, inconclusive
+from experiments import verdict as verdicts
+from experiments.verdict import INCONCLUSIVE, Figure, Rule, Verdict, combine, decide, inconclusive, worst
 
 RUN_INFO = "run.json"      # raw/run.json: slug, effective parameters, the cases that ran
 ERROR_FILE = "error.txt"   # raw/<case>/error.txt: why a case produced no (complete) data
@@ -32,8 +33,16 @@ class Experiment:
     statement: ClassVar[str] = ""      # the claim as docs/claims.md words it
     design: ClassVar[str] = "one-server"
     defaults: ClassVar[dict[str, Any]] = {}
-    key_values: ClassVar[tuple[str, ...]] = ()  # measured keys summarised over --repeat (all numbers if empty)
     timing_sensitive: ClassVar[bool] = True     # False: a saturated machine cannot void the verdict
+    # What the verdict rests on: verdict.Check / gate / all_of / any_of, per case or across cases. judge()
+    # measures, verdict() applies these, and the stated rule (rule_text) is written from the same declarations.
+    checks: ClassVar[tuple[Rule, ...]] = ()
+    # Key figures: measured key -> plain name, unit and the tolerance a reproduction must meet (summarised
+    # over --repeat; every number when empty). Keys of a contrast claim are "<case>.<key>".
+    figures: ClassVar[dict[str, Figure]] = {}
+    # The finding in one sentence: clauses with {key} placeholders filled from the verdict's measured values
+    # (in the figure's unit, or {key:unit}); a clause whose values are missing is left out (verdict.summary_of).
+    summary: ClassVar[tuple[str, ...]] = ()
 
     sampler_factory: Callable[[Path], ContextManager[Any]] = fidelity.CpuSampler
 
@@ -94,6 +103,7 @@ class Experiment:
         raw_dir = Path(raw_dir)
         plots_dir = Path(plots_dir) if plots_dir else raw_dir.parent / "plots"
         info = read_run_info(raw_dir)
+        parts: list[tuple[str, Verdict]] = []
         if info is None:
             v = inconclusive(self.rule_text({}), f"no {RUN_INFO} in {raw_dir}: the run wrote no data")
         else:
@@ -102,17 +112,60 @@ class Experiment:
                      for c in (Case(**c) for c in info["cases"])]
             v = self.conclude(parts, params) if parts else inconclusive(self.rule_text(params), "no case ran")
         v.slug, v.claim = self.slug, self.claim
+        v.summary = self.summary_text(v, parts)
         base = plots_dir.parent
         v.plots = [str(Path(p).relative_to(base)) if Path(p).is_absolute() else p for p in v.plots]
         return v
 
     def conclude(self, parts: list[tuple[str, Verdict]], params: dict[str, Any]) -> Verdict:
-        """Merge per-case verdicts; contrast claims with cross-case rules (capacity ratios) override this."""
-        return combine(parts)
+        """Merge per-case verdicts, then judge the cross-case checks (capacity ratios) on the merged values
+        plus those across_measured() adds; claims that also report aggregates extend this."""
+        v = combine(parts)
+        ran = [name for name, _ in parts]
+        across = [c for c in self.rule_checks(params) if c.applies(None, ran)]
+        if not across or v.verdict == INCONCLUSIVE:
+            return v
+        v.measured.update(self.across_measured(dict(parts), params))
+        kind, reasons = decide(across, v.measured, params, ran=ran)
+        v.verdict = worst(v.verdict, kind)
+        v.reasons += reasons
+        return v
+
+    def across_measured(self, by_case: dict[str, Verdict], params: dict[str, Any]) -> dict[str, Any]:
+        """Values the cross-case checks compare, computed from the cases' verdicts (e.g. a capacity ratio)."""
+        return {}
+
+    # --- the declarations: checks, rule, summary -----------------------------------------------------------
+    def procedure(self, params: dict[str, Any]) -> str:
+        """How the claim is measured, in words; the stated rule adds the checks to it."""
+        return ""
+
+    def rule_checks(self, params: dict[str, Any]) -> tuple[Rule, ...]:
+        """The checks that judge this claim (claims whose checks depend on parameters override this)."""
+        return self.checks
 
     def rule_text(self, params: dict[str, Any]) -> str:
-        """The verdict rule in words (used when nothing could be measured)."""
-        return self.statement
+        """The verdict rule in words, made from procedure() and the checks (also when nothing could be measured)."""
+        p = {**self.params(), **params}
+        return verdicts.rule_text(self.procedure(p), self.rule_checks(p), p) or self.statement
+
+    def verdict(self, case: Case, measured: dict[str, Any], params: dict[str, Any], plots: list[Any] | None = None,
+                notes: list[str] | None = None) -> Verdict:
+        """Judge one case's measured values by the declared checks; notes are reported lines, not judged."""
+        kind, reasons = decide(self.rule_checks(params), measured, params, case=case.name)
+        return Verdict(kind, self.rule_text(params), measured, reasons + list(notes or []),
+                       [str(p) for p in plots or []])
+
+    def summary_text(self, v: Verdict, parts: Sequence[tuple[str, Verdict]] = ()) -> str:
+        """The one-sentence finding of a verdict of this claim; when it is inconclusive, why: the first reason
+        of the first inconclusive case, else the first reason conclude() added."""
+        def named(case: str, reason: str) -> str:  # as combine() words a case's reason
+            return f"{case}: {reason}" if len(parts) > 1 else reason
+        why = next((named(n, p.reasons[0]) for n, p in parts if p.verdict == INCONCLUSIVE and p.reasons), None)
+        if why is None:
+            of_cases = {named(n, r) for n, p in parts for r in p.reasons}
+            why = next((r for r in v.reasons if r not in of_cases), None)
+        return verdicts.summary_of(self.summary, v, self.figures, self.title or self.statement, why)
 
     def _judge_case(self, case: Case, raw: Path, params: dict[str, Any], plots: Path) -> Verdict:
         """judge() guarded: missing data, failed runs and a saturated machine become inconclusive."""

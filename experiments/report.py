@@ -91,7 +91,9 @@ def markdown(entries: list[Entry], results: Path) -> str:
         lines.append(f"| {e.verdict.claim} | {e.slug} | **{e.verdict.verdict}** | {e.run_dir.relative_to(results)} |")
     for e in entries:
         v = e.verdict
-        lines += ["", f"## {v.claim} {e.slug}: {v.verdict}", "", f"_{_title(e)}_", "", f"**Rule.** {v.rule}", ""]
+        lines += ["", f"## {v.claim} {e.slug}: {v.verdict}", "", f"_{_title(e)}_", ""]
+        lines += [v.summary, ""] if v.summary else []
+        lines += [f"**Rule.** {v.rule}", ""]
         if v.reasons:
             lines += [f"- {r}" for r in v.reasons] + [""]
         if v.measured:
@@ -131,7 +133,8 @@ def render_html(entries: list[Entry], results: Path) -> str:
         v = e.verdict
         parts.append(f'<section id="{esc(e.slug)}"><h2>{esc(v.claim)} {esc(e.slug)}: '
                      f'<span style="color:{COLOURS[v.verdict]}">{esc(v.verdict)}</span></h2>')
-        parts.append(f"<p><em>{esc(_title(e))}</em></p><p><b>Rule.</b> {esc(v.rule)}</p>")
+        parts.append(f"<p><em>{esc(_title(e))}</em></p>" + (f"<p>{esc(v.summary)}</p>" if v.summary else "")
+                     + f"<p><b>Rule.</b> {esc(v.rule)}</p>")
         if v.reasons:
             parts.append("<ul>" + "".join(f"<li>{esc(r)}</li>" for r in v.reasons) + "</ul>")
         if v.measured:

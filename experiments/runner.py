@@ -149,13 +149,15 @@ def summarise(batch: list[RunResult]) -> dict[str, Any]:
     """Spread of the key numbers over repeated runs of one claim, and whether the verdicts agreed."""
     exp = registry.get(batch[0].slug)
     numeric = sorted({k for r in batch for k, v in r.verdict.measured.items() if _is_number(v)})
-    # The claim's key values where the cases that ran produced them (a subset of cases may run).
-    keys = [k for k in exp.key_values if k in numeric] or numeric
-    values: dict[str, dict[str, float]] = {}
+    # The claim's key figures where the cases that ran produced them (a subset of cases may run).
+    keys = [k for k in exp.figures if k in numeric] or numeric
+    values: dict[str, dict[str, Any]] = {}
     for key in keys:
         xs = [float(r.verdict.measured[key]) for r in batch if _is_number(r.verdict.measured.get(key))]
         if xs:
             values[key] = {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+            if key in exp.figures:
+                values[key].update(name=exp.figures[key].name, unit=exp.figures[key].unit)
     verdicts = [r.verdict.verdict for r in batch]
     return {"slug": batch[0].slug, "runs": [r.run_id for r in batch], "verdicts": verdicts,
             "agreed": len(set(verdicts)) == 1, "values": values}

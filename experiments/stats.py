@@ -5,7 +5,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,29 @@ def outages(rows: list[Request]) -> list[Outage]:
     return found
 
 
+class Rounded(float):
+    """A measured float rounded for verdict.json and reports that keeps the value it was rounded from (`exact`):
+    a verdict check compares the measurement, not its display (99.996% shown as 100% still fails "= 100%")."""
+
+    exact: float
+
+    def __new__(cls, value: float, digits: int) -> "Rounded":
+        self = super().__new__(cls, round(value, digits))
+        self.exact = value
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copies (dataclasses.asdict deep-copies) keep the exact value
+        return _restore_rounded, (float(self), self.exact)
+
+
+def _restore_rounded(shown: float, value: float) -> Rounded:
+    self = float.__new__(Rounded, shown)
+    self.exact = value
+    return self
+
+
 def rounded(value: float, digits: int = 4) -> float | None:
-    """JSON-friendly rounding; nan becomes None."""
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(value, digits)
+    """JSON-friendly rounding (a Rounded: the exact value stays with it for the checks); nan becomes None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return Rounded(value, digits) if isinstance(value, float) else round(value, digits)

@@ -12,7 +12,7 @@ from experiments.fidelity import window
 from experiments.load import parse_wrk
 from experiments.registry import register
 from experiments.stats import read_probe, rounded, success_rate
-from experiments.verdict import INCONCLUSIVE, REFUTED, SUPPORTED, Verdict, combine, decide, inconclusive
+from experiments.verdict import Check, Figure, P, Verdict, gate, inconclusive
 
 ACTIVE, BACKUP = "server1", "server2"
 CAPACITY_WRK = "wrk-capacity.txt"
@@ -32,21 +32,46 @@ class ActivePassive(Experiment):
                 "calib_s": 4, "calib_connections": 16, "before_s": 3.0, "after_detect_s": 3.0,
                 "detect_timeout": 15.0, "up_timeout": 15.0, "ready_timeout": 20.0, "backup_after": 0.99,
                 "ratio": 1.8, "healthy": 0.99, "min_requests": 50, "settle_s": 0.2}
-    key_values = ("active-passive.backup_share_before", "active-passive.backup_share_after",
-                  "active-passive.capacity_rps", "active-active.capacity_rps", "capacity_ratio")
+    checks = (
+        gate("requests", ">=", P("min_requests"), "probe requests", cases=("active-active",)),
+        gate("success", ">=", P("healthy"), "probe success", "%", cases=("active-active",),
+             fail="the site was not healthy"),
+        gate("faults_ok", "==", True, "the kill and the restore succeeded", cases=("active-passive",)),
+        gate("before_requests", ">=", P("min_requests"), "requests before the kill", cases=("active-passive",)),
+        gate("baseline_success", ">=", P("healthy"), "success before the kill", "%", cases=("active-passive",),
+             fail="the site was not healthy before the kill"),
+        gate("after_answered", ">=", P("min_requests"), "answered requests after the takeover",
+             cases=("active-passive",)),
+        Check("backup_share_before", "==", 0, f"{BACKUP}'s share of the answers before {ACTIVE} fails", "%",
+              cases=("active-passive",)),
+        Check("backup_share_after", ">=", P("backup_after"), f"{BACKUP}'s share of the answers from HAProxy "
+              f"marking {ACTIVE} DOWN until the restore", "%", cases=("active-passive",)),
+        Check("capacity_ratio", ">=", P("ratio"), "active-active capacity / active-passive's", "x", across=True,
+              cases=("active-passive", "active-active")),
+    )
+    figures = {
+        "active-passive.backup_share_before": Figure(f"{BACKUP}'s share before the failure", "%", abs_tol=0.01),
+        "active-passive.backup_share_after": Figure(f"{BACKUP}'s share after the failure", "%", abs_tol=0.01),
+        "active-passive.takeover_s": Figure("kill to DOWN in HAProxy", "s", abs_tol=1.0),
+        "active-passive.capacity_rps": Figure("capacity, active-passive", "req/s", rel_tol=0.3),
+        "active-active.capacity_rps": Figure("capacity, active-active", "req/s", rel_tol=0.3),
+        "capacity_ratio": Figure("capacity active-active / active-passive", "x", rel_tol=0.1),
+    }
+    summary = (f"in active-passive mode {BACKUP} answered {{active-passive.backup_share_before}} of the requests "
+               f"before {ACTIVE} failed and {{active-passive.backup_share_after}} after HAProxy marked it DOWN "
+               "({active-passive.takeover_s} after the kill)",
+               "active-active had {capacity_ratio} the capacity of active-passive")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         cpu = {ACTIVE: params["cpu"], BACKUP: params["cpu"]}
         return [Case(mode, "distributed", {"params": {"mode": mode}, "cpu": cpu})
                 for mode in ("active-passive", "active-active")]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
-        return (f"active-passive: {BACKUP} (backup) answers 0% of the probe requests before {ACTIVE}'s nginx is killed "
-                f"and >= {p['backup_after']:.0%} of those answered from HAProxy marking {ACTIVE} DOWN until the restore; "
-                f"capacity (wrk closed loop, /work?ms={p['work_ms']}, every server CPU-limited to {p['cpu']:g} of the machine) of "
-                f"active-active >= {p['ratio']:g}x active-passive. Inconclusive when success before the kill < "
-                f"{p['healthy']:.0%} or fewer than {p['min_requests']} requests fall in a window")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"each mode: capacity (wrk closed loop, /work?ms={p['work_ms']}, every server CPU-limited to "
+                f"{p['cpu']:g} of the machine), then a probe of {p['url']} every {p['interval'] * 1000:.0f} ms; "
+                f"active-passive: {ACTIVE}'s nginx is killed, and restored {p['after_detect_s']:g} s after HAProxy "
+                f"marks it DOWN")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         url = f"http://www.foobar.com/work?ms={params['work_ms']}"
@@ -87,20 +112,16 @@ class ActivePassive(Experiment):
             return inconclusive(rule, "faults.csv has no end mark: the run stopped early")
         servers = [ACTIVE, BACKUP]
         m: dict[str, Any] = {"mode": case.name, "capacity_rps": rounded(cap, 2), "wrk_failed": wrk.failed}
-        v = Verdict(INCONCLUSIVE, rule, m)
         if case.name == "active-active":
             ok = [r for r in rows if r.ok]
             m["shares"] = {k: rounded(x, 4) for k, x in lb.shares([r.served_by for r in ok], servers).items()}
             m["success"] = rounded(success_rate(rows))
-            v.plots = [str(plots.served_timeline([(r.t_send, r.served_by, r.ok) for r in rows], servers,
-                                                 plots_dir / "active-active-served.png",
-                                                 "C6 active-active: which server answered each probe request"))]
-            if len(rows) < params["min_requests"] or success_rate(rows) < params["healthy"]:
-                v.reasons.append(f"the site was not healthy ({len(rows)} requests, success {m['success']})")
-                return v
-            v.verdict = SUPPORTED
-            v.reasons.append(f"active-active: every server answers ({m['shares']}); capacity {cap:.1f} req/s")
-            return v
+            m["requests"] = len(rows)
+            png = plots.served_timeline([(r.t_send, r.served_by, r.ok) for r in rows], servers,
+                                        plots_dir / "active-active-served.png",
+                                        "C6 active-active: which server answered each probe request")
+            return self.verdict(case, m, params, [png], notes=[
+                f"every server answers ({m['shares']}); capacity {cap:.1f} req/s"])
         if kill is None or detected is None or restore is None:
             return inconclusive(rule, "faults.csv lacks the kill, its detection or the restore", m)
         before = [r for r in rows if r.t_recv < kill.t_begin]
@@ -114,43 +135,16 @@ class ActivePassive(Experiment):
                   "after_success": rounded(success_rate(after)), "backup_share_after": rounded(share_after, 4),
                   "takeover_s": rounded(detected.t_end - kill.t_end, 3),
                   "failures_during_takeover": sum(not r.ok for r in rows if kill.t_begin <= r.t_send < detected.t_end),
-                  "failback_active_share": rounded(lb.shares([r.served_by for r in back], servers)[ACTIVE], 4) if back else None})
+                  "failback_active_share": rounded(lb.shares([r.served_by for r in back], servers)[ACTIVE], 4)
+                  if back else None, "faults_ok": kill.ok and restore.ok, "after_answered": len(ok_after)})
         marks = [(kill.t_begin, "kill"), (detected.t_end, "DOWN"), (restore.t_end, "restored")]
-        v.plots = [str(plots.served_timeline([(r.t_send, r.served_by, r.ok) for r in rows], servers,
-                                             plots_dir / "active-passive-served.png",
-                                             "C6 active-passive: which server answered each probe request",
-                                             windows=[(kill.t_begin, restore.t_end, f"{ACTIVE} nginx killed")], marks=marks))]
-        if not kill.ok or not restore.ok:
-            v.reasons.append("the kill or the restore failed")
-            return v
-        if len(before) < params["min_requests"] or success_rate(before) < params["healthy"]:
-            v.reasons.append(f"the site was not healthy before the kill ({len(before)} requests, {m['baseline_success']})")
-            return v
-        if len(ok_after) < params["min_requests"]:
-            v.reasons.append(f"only {len(ok_after)} answered requests after the takeover")
-            return v
-        checks = {f"backup serves 0% before the failure ({share_before:.2%})": share_before == 0.0,
-                  f"backup serves >= {params['backup_after']:.0%} after it ({share_after:.2%})": share_after >= params["backup_after"]}
-        v.verdict = decide(checks)
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
-        return v
+        png = plots.served_timeline([(r.t_send, r.served_by, r.ok) for r in rows], servers,
+                                    plots_dir / "active-passive-served.png",
+                                    "C6 active-passive: which server answered each probe request",
+                                    windows=[(kill.t_begin, restore.t_end, f"{ACTIVE} nginx killed")], marks=marks)
+        return self.verdict(case, m, params, [png])
 
-    def conclude(self, parts: list[tuple[str, Verdict]], params: dict[str, Any]) -> Verdict:
-        """Per-mode rules, plus active-active capacity >= ratio x active-passive."""
-        v = combine(parts)
-        by = dict(parts)
-        if v.verdict == INCONCLUSIVE or not {"active-passive", "active-active"} <= set(by):
-            return v
-        aa, ap = by["active-active"].measured.get("capacity_rps"), by["active-passive"].measured.get("capacity_rps")
-        if not aa or not ap:
-            v.verdict = INCONCLUSIVE
-            v.reasons.append("a capacity is missing")
-            return v
-        ratio = aa / ap
-        v.measured["capacity_ratio"] = rounded(ratio, 3)
-        ok = ratio >= params["ratio"]
-        v.reasons.append(f"active-active capacity {aa:.1f} >= {params['ratio']:g}x active-passive {ap:.1f} "
-                         f"({ratio:.2f}x): {'yes' if ok else 'NO'}")
-        if not ok:
-            v.verdict = REFUTED
-        return v
+    def across_measured(self, by_case: dict[str, Verdict], params: dict[str, Any]) -> dict[str, Any]:
+        """active-active capacity over active-passive's."""
+        aa, ap = (by_case[mode].measured.get("capacity_rps") for mode in ("active-active", "active-passive"))
+        return {"capacity_ratio": rounded(aa / ap, 3)} if aa and ap else {}

@@ -14,7 +14,7 @@ from experiments.fidelity import window
 from experiments.load import parse_wrk, run_wrk
 from experiments.registry import register
 from experiments.stats import percentile, read_openloop, rounded
-from experiments.verdict import INCONCLUSIVE, SUPPORTED, Verdict, combine, inconclusive
+from experiments.verdict import SKIP, Check, Figure, P, Verdict, all_of, gate, inconclusive
 
 SWEEP = "sweep.csv"
 CAPACITY_WRK = "wrk-capacity.txt"   # distributed-N: the closed-loop capacity run
@@ -65,8 +65,44 @@ class CannotScale(Experiment):
                 "point_s": 8.0, "warmup_s": 1.0, "timeout": 5.0, "max_inflight": 256,
                 "keepup": 0.95, "gen_accuracy": 0.98, "plateau_growth": 0.10, "overload": 0.8, "knee": 5.0,
                 "servers": [1, 2, 3], "dist_cpu": 0.1, "confirm_fraction": 0.9, "confirm_s": 5.0, "ratio_2": 1.8, "ratio_3": 2.6}
-    key_values = ("one-server.capacity_rps", "distributed-1.capacity_rps", "distributed-2.capacity_rps",
-                  "distributed-3.capacity_rps", "capacity_ratio_2", "capacity_ratio_3")
+    checks = (
+        gate("low_achieved_fraction", ">=", P("keepup"), "throughput / offered load at the lowest load", "%",
+             cases=("one-server",), fail="the server did not keep up even at the lowest load"),
+        gate("generator_lagging", "==", 0, "offered loads (req/s) at which the generator sent < {gen_accuracy:.0%} "
+             "of the rate without having used all its {max_inflight} connections", cases=("one-server",),
+             fail="the load generator, not the server, was the limit"),
+        gate("early_points", ">=", 1, "offered loads <= 2/3 R", cases=("one-server",)),
+        all_of("plateau",
+               Check("top_achieved_fraction", "<", P("overload"), "throughput at R / R", "%"),
+               Check("top_vs_best_early", "<=", P("plateau_growth", plus=1),
+                     "throughput at R / the best throughput at offered loads <= 2/3 R", "%"),
+               cases=("one-server",)),
+        Check("p99_ratio_top_low", ">=", P("knee"), "latency climbs: p99 at R / p99 at the lowest load", "x",
+              cases=("one-server",)),
+        gate("confirm_send_fraction", ">=", P("gen_accuracy"), "open-loop confirmation: sent / offered", "%",
+             cases=("distributed-*",), fail="the load generator could not send the confirmation load"),
+        gate("confirm_achieved_fraction", ">=", P("keepup"), "open-loop confirmation: throughput / offered", "%",
+             cases=("distributed-*",), fail="the closed-loop capacity was not confirmed open-loop"),
+        gate("capacity_ratios", ">=", 1, "capacity ratios computed (distributed-1 and distributed-2 or -3 ran)",
+             across=True, missing=SKIP),
+        Check("capacity_ratio_2", ">=", P("ratio_2"), "capacity with 2 servers / with 1", "x", across=True,
+              cases=("distributed-1", "distributed-2")),
+        Check("capacity_ratio_3", ">=", P("ratio_3"), "capacity with 3 servers / with 1", "x", across=True,
+              cases=("distributed-1", "distributed-3")),
+    )
+    figures = {
+        "one-server.capacity_rps": Figure("peak throughput of one CPU-limited server", "req/s", rel_tol=0.3),
+        "one-server.p99_ratio_top_low": Figure("p99 at the top load / at the lowest, one server", "x", rel_tol=0.5),
+        "distributed-1.capacity_rps": Figure("capacity behind HAProxy, 1 server", "req/s", rel_tol=0.3),
+        "distributed-2.capacity_rps": Figure("capacity behind HAProxy, 2 servers", "req/s", rel_tol=0.3),
+        "distributed-3.capacity_rps": Figure("capacity behind HAProxy, 3 servers", "req/s", rel_tol=0.3),
+        "capacity_ratio_2": Figure("capacity with 2 servers / with 1", "x", rel_tol=0.1),
+        "capacity_ratio_3": Figure("capacity with 3 servers / with 1", "x", rel_tol=0.1),
+    }
+    summary = ("one CPU-limited server's throughput plateaued at {one-server.capacity_rps} while its p99 rose "
+               "{one-server.p99_ratio_top_low} from the lowest to the highest offered load",
+               "behind the load balancer 2 servers had {capacity_ratio_2} and 3 servers {capacity_ratio_3} the "
+               "capacity of one")
 
     def lab_params(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"cpu": {"server1": params["cpu"]}}
@@ -77,20 +113,15 @@ class CannotScale(Experiment):
                  {"params": {"servers": n}, "cpu": {f"server{i}": params["dist_cpu"] for i in range(1, n + 1)}})
             for n in params["servers"]]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
-        return (f"one-server: plateau - at the highest offered load R achieved "
-                f"< {p['overload']:.0%} of R and <= {1 + p['plateau_growth']:.0%} of the best throughput at "
-                f"offered loads <= 2/3 R; latency knee - p99 at R >= {p['knee']:g}x p99 at the lowest load. "
-                f"Inconclusive when the server cannot keep up at the lowest load (< {p['keepup']:.0%}), the "
-                f"generator sent < {p['gen_accuracy']:.0%} of the requested rate without having used all its "
-                f"{p['max_inflight']} connections (so it, not the server, was the limit), "
-                f"or no offered load was <= 2/3 R. distributed (every server CPU-limited to {p['dist_cpu']:g} of the "
-                f"machine, so that 3 servers stay well inside its cores): "
-                f"capacity = wrk closed-loop ok req/s ({p['calib_s']} s, {p['calib_connections']} connections) "
-                f"with 1, 2, 3 servers; capacity(2) >= {p['ratio_2']:g}x capacity(1) and capacity(3) >= "
-                f"{p['ratio_3']:g}x capacity(1); each capacity is confirmed open-loop (at {p['confirm_fraction']:.0%} "
-                f"of it for {p['confirm_s']:g} s achieved >= {p['keepup']:.0%} of offered, else inconclusive)")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"one-server (server1 CPU-limited to {p['cpu']:g} of the machine): wrk calibrates its capacity of "
+                f"/work?ms={p['work_ms']} ({p['calib_s']} s, {p['calib_connections']} connections), then open-loop "
+                f"loads at {p['fractions']} of it, {p['point_s']:g} s each (latency from the scheduled send, the "
+                f"first {p['warmup_s']:g} s not judged); R = the highest offered load. distributed (every server "
+                f"CPU-limited to {p['dist_cpu']:g} of the machine, so that 3 servers stay well inside its cores): "
+                f"capacity = wrk closed-loop ok req/s ({p['calib_s']} s, {p['calib_connections']} connections) with "
+                f"{', '.join(map(str, p['servers']))} servers, each confirmed open-loop at "
+                f"{p['confirm_fraction']:.0%} of it for {p['confirm_s']:g} s")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         url = f"http://www.foobar.com/work?ms={params['work_ms']}"
@@ -180,33 +211,18 @@ class CannotScale(Experiment):
             m["wrk_calibration_rps"] = parse_wrk(cal.read_text()).requests_per_s
         png = plots.load_curves(pts, plots_dir / f"{case.name}-load.png",
                                 f"C3 cannot-scale ({case.name}): /work?ms={params['work_ms']}, cpu {params['cpu']}")
-        v = Verdict("inconclusive", rule, m, plots=[str(png)])
-        if low["achieved"] < params["keepup"] * low["offered"]:
-            v.reasons.append(f"the server did not keep up even at the lowest load ({low['achieved']:.1f} of {low['offered']:g} req/s)")
-            return v
-        lagging = [p for p in pts if p["send_rate"] < params["gen_accuracy"] * p["offered"] and not p["pool_exhausted"]]
-        if lagging:
-            v.reasons.append(f"the load generator could not hold {lagging[0]['offered']:g} req/s "
-                             f"(sent {lagging[0]['send_rate']:.1f}/s): it, not the server, was the limit")
-            return v
-        if not early:
-            v.reasons.append(f"the sweep spans too little: no offered load <= 2/3 of the top {top['offered']:g} req/s")
-            return v
-        best_early = max(p["achieved"] for p in early)
-        plateau = top["achieved"] < params["overload"] * top["offered"] and \
-            top["achieved"] <= (1 + params["plateau_growth"]) * best_early
-        climbs = top["p99"] >= params["knee"] * low["p99"]
-        m["throughput_growth_last_third"] = rounded(top["achieved"] / best_early - 1 if best_early else float("nan"), 4)
-        m["p99_ratio_top_low"] = rounded(top["p99"] / low["p99"] if low["p99"] else float("nan"), 2)
-        v.verdict = "supported" if plateau and climbs else "refuted"
-        v.reasons = [f"plateau: {'yes' if plateau else 'NO'} (achieved {top['achieved']:.1f} req/s at offered "
-                     f"{top['offered']:g}; best at <= 2/3 of that {best_early:.1f})",
-                     f"latency climbs: {'yes' if climbs else 'NO'} (p99 {low['p99'] * 1000:.1f} -> {top['p99'] * 1000:.1f} ms)"]
-        return v
+        best_early = max((p["achieved"] for p in early), default=float("nan"))
+        growth = top["achieved"] / best_early if best_early else float("nan")
+        m.update({"low_achieved_fraction": rounded(low["achieved"] / low["offered"], 4),
+                  "generator_lagging": [p["offered"] for p in pts if not p["pool_exhausted"]
+                                        and p["send_rate"] < params["gen_accuracy"] * p["offered"]],
+                  "early_points": len(early), "top_achieved_fraction": rounded(top["achieved"] / top["offered"], 4),
+                  "top_vs_best_early": rounded(growth, 4), "throughput_growth_last_third": rounded(growth - 1, 4),
+                  "p99_ratio_top_low": rounded(top["p99"] / low["p99"] if low["p99"] else float("nan"), 2)})
+        return self.verdict(case, m, params, [png])
 
     def _judge_capacity(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
         """One distributed-N case: its wrk capacity, confirmed by the open-loop point (else inconclusive)."""
-        rule = self.rule_text(params)
         wrk = parse_wrk((raw / CAPACITY_WRK).read_text())
         cap = wrk.requests_per_s * (1 - wrk.failed / max(1, wrk.requests))
         with open(raw / SWEEP, newline="") as f:
@@ -219,41 +235,21 @@ class CannotScale(Experiment):
              "confirm_offered_rps": pt["offered"], "confirm_achieved_rps": rounded(pt["achieved"], 2),
              "confirm_p99_ms": rounded(pt["p99"] * 1000, 2), "confirm_failed_fraction": rounded(pt["failed_fraction"], 4)}
         png = capacity_plot(raw.parent, plots_dir / "distributed-capacity.png", params)
-        v = Verdict(SUPPORTED, rule, m, plots=[str(png)] if png else [])
-        if pt["send_rate"] < params["gen_accuracy"] * pt["offered"]:
-            v.verdict = INCONCLUSIVE
-            v.reasons.append(f"the load generator sent only {pt['send_rate']:.1f} of {pt['offered']:g} req/s")
-        elif pt["achieved"] < params["keepup"] * pt["offered"]:
-            v.verdict = INCONCLUSIVE
-            v.reasons.append(f"closed-loop capacity {cap:.1f} req/s not confirmed open-loop: {pt['achieved']:.1f} of "
-                             f"{pt['offered']:g} req/s achieved")
-        else:
-            v.reasons.append(f"{n} server(s): capacity {cap:.1f} req/s (confirmed: {pt['achieved']:.1f} of "
-                             f"{pt['offered']:g} req/s open-loop, p99 {pt['p99'] * 1000:.0f} ms)")
-        return v
+        m.update({"confirm_send_fraction": rounded(pt["send_rate"] / pt["offered"], 4),
+                  "confirm_achieved_fraction": rounded(pt["achieved"] / pt["offered"], 4)})
+        return self.verdict(case, m, params, [png] if png else [], notes=[
+            f"{n} server(s): capacity {cap:.1f} req/s; open-loop at {pt['offered']:g} req/s: {pt['achieved']:.1f} "
+            f"achieved, p99 {pt['p99'] * 1000:.0f} ms"])
 
-    def conclude(self, parts: list[tuple[str, Verdict]], params: dict[str, Any]) -> Verdict:
-        """The one-server plateau plus the cross-case capacity ratios of the distributed cases."""
-        v = combine(parts)
-        caps = {int(name.split("-")[1]): pv.measured.get("capacity_rps") for name, pv in parts
-                if name.startswith("distributed-") and pv.verdict == SUPPORTED}
-        if v.verdict == INCONCLUSIVE or not any(n.startswith("distributed-") for n, _ in parts):
-            return v
-        checks: dict[str, bool] = {}
-        base = caps.get(1)
-        for n, need in ((2, params["ratio_2"]), (3, params["ratio_3"])):
-            if n in caps and base:
-                ratio = caps[n] / base
-                v.measured[f"capacity_ratio_{n}"] = rounded(ratio, 3)
-                checks[f"capacity with {n} servers >= {need:g}x of 1 ({ratio:.2f}x)"] = ratio >= need
-        if not checks:
-            v.verdict = INCONCLUSIVE
-            v.reasons.append("no capacity ratio could be computed: distributed-1 and distributed-2/3 are needed")
-            return v
-        v.reasons += [f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items()]
-        if not all(checks.values()):
-            v.verdict = "refuted"
-        return v
+    def across_measured(self, by_case: dict[str, Verdict], params: dict[str, Any]) -> dict[str, Any]:
+        """Capacity with 2 and 3 servers over capacity with 1 (when those cases ran)."""
+        caps = {int(name.split("-")[1]): v.measured.get("capacity_rps") for name, v in by_case.items()
+                if name.startswith("distributed-")}
+        if not caps:
+            return {}
+        ratios = {f"capacity_ratio_{n}": rounded(caps[n] / caps[1], 3) for n in (2, 3)
+                  if caps.get(n) is not None and caps.get(1)}
+        return {**ratios, "capacity_ratios": len(ratios)}
 
 
 def capacity_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path | None:

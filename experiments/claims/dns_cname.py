@@ -7,7 +7,7 @@ from typing import Any
 from experiments.base import Case, Experiment, read_lab_info, say
 from experiments.capture import dns_answers, wait_capture_ready
 from experiments.registry import register
-from experiments.verdict import Verdict, inconclusive
+from experiments.verdict import Check, Verdict, inconclusive
 
 DESIGNS = ["one-server"]  # every design answers the same way: add each as it exists
 
@@ -24,14 +24,19 @@ class DnsCname(Experiment):
     defaults = {"name": "www.foobar.com", "target": "foobar.com", "host": "client", "switch": "s1",
                 "server": "auto"}
     timing_sensitive = False
+    checks = (
+        Check("cname", "==", True, "{name} is a CNAME to {target}"),
+        Check("entry_a_after_cname", "==", True, "after it, {target} A = the lab's entry point"),
+        Check("a_records_of_name", "==", 0, "A records for {name} itself"),
+    )
+    summary = ("the first DNS answer on the client's link was {answer_chain:names}",)
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(d, d, {}) for d in DESIGNS]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
-        return (f"the first DNS response for {p['name']} on the client's link answers {p['name']} CNAME "
-                f"{p['target']}, then {p['target']} A = the lab's entry point, and no A record for {p['name']} itself")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"tcpdump on the client's link while dig asks for {p['name']} A; the first DNS response with "
+                f"answers is read from the pcap")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         host = params["host"]
@@ -63,12 +68,8 @@ class DnsCname(Experiment):
         cname_at = next((i for i, r in enumerate(ans.records) if r == (name, "CNAME", target)), None)
         a_target = [v for n, t, v in ans.records if n == target and t == "A"]
         a_direct = [v for n, t, v in ans.records if n == name and t == "A"]
-        checks = {f"{name} CNAME {target}": cname_at is not None,
-                  f"{target} A {entry} after the CNAME": entry in a_target and cname_at is not None and
-                  ans.records.index((target, "A", entry)) > cname_at,
-                  f"no A record for {name} itself": not a_direct}
         m = {"frame": ans.frame, "resolver": ans.src, "rcode": ans.rcode, "answer_chain": chain,
-             "entry_ip": entry, "a_records": a_target}
-        verdict = "supported" if all(checks.values()) else "refuted"
-        return Verdict(verdict, rule, m, [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()] +
-                       [f"answer (frame {ans.frame} from {ans.src}): " + "; ".join(chain)])
+             "entry_ip": entry, "a_records": a_target, "cname": cname_at is not None,
+             "entry_a_after_cname": entry in a_target and cname_at is not None
+             and ans.records.index((target, "A", entry)) > cname_at, "a_records_of_name": a_direct}
+        return self.verdict(case, m, params, notes=[f"answer (frame {ans.frame} from {ans.src}): " + "; ".join(chain)])

@@ -14,7 +14,7 @@ from experiments.faults import FaultEvent, FaultLog, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import percentile, read_openloop, rounded, success_rate
-from experiments.verdict import Verdict
+from experiments.verdict import Check, Figure, P, Verdict, any_of, gate
 from weblab.core import cores
 
 CGROUPS = "cgroups.json"   # cpu.stat of every CPU-limited host at each phase boundary
@@ -170,7 +170,35 @@ class FaultIsolation(Experiment):
     defaults = {"cpu": 0.1, "rate": 150.0, "calm_s": 8.0, "overload_s": 8.0, "cycles": 3, "warmup_s": 1.0,
                 "settle_s": 1.0, "burners": 4, "timeout": 5.0, "p99_ratio": 1.2, "healthy": 0.99,
                 "min_throttled": 0.5, "min_requests": 100, "partition": True, "rounds": 3}
-    key_values = ("combined.p99_ratio", "separated.p99_ratio", "combined.during_p99_ms", "separated.during_p99_ms")
+    checks = (
+        gate("calm_requests", ">=", P("min_requests"), "requests in the calm windows"),
+        gate("during_requests", ">=", P("min_requests"), "requests during the overloads"),
+        gate("calm_success", ">=", P("healthy"), "success in the calm windows", "%",
+             fail="the site was not healthy without the overload"),
+        gate("calm_p99_ratio", "<=", P("p99_ratio"), "p99 of the odd calm windows vs the even ones (the larger over "
+             "the smaller: the run's own noise), in the round judged", "x", cases=("separated",),
+             fail=lambda m, p: f"in each of {m['rounds']} round(s) the p99 of the odd and even calm windows differ by "
+             f"more than x{p['p99_ratio']:g} ({m['round_calm_p99_ratios']}): the machine was too noisy to resolve a "
+             f"{p['p99_ratio'] - 1:.0%} change"),
+        gate("db_throttled_min", ">=", P("min_throttled"), "CFS periods in which the least throttled database "
+             "server's cgroup ran out of quota during the overloads", "%",
+             fail="the overload did not saturate every database server's CPU quota"),
+        any_of("static pages degrade",
+               Check("p99_ratio", ">", P("p99_ratio"), "p99 during the overloads / calm", "x"),
+               Check("success_drop", ">", 0.01, "success calm - during", "points"), cases=("combined",)),
+        Check("p99_ratio", "<=", P("p99_ratio"), "p99 during the overloads / calm", "x", cases=("separated",)),
+        Check("during_success", ">=", P("healthy"), "success during the overloads", "%", cases=("separated",)),
+    )
+    figures = {
+        "combined.p99_ratio": Figure("static p99 during / without the overload, tiers combined", "x", rel_tol=0.5),
+        "separated.p99_ratio": Figure("static p99 during / without the overload, tiers separated", "x", abs_tol=0.1),
+        "combined.during_p99_ms": Figure("static p99 during the overload, tiers combined", "ms", rel_tol=0.5),
+        "separated.during_p99_ms": Figure("static p99 during the overload, tiers separated", "ms", rel_tol=0.5),
+    }
+    summary = ("overloading the database tier raised the static pages' p99 from {combined.baseline_p99_ms} to "
+               "{combined.during_p99_ms} ({combined.p99_ratio}) where every server runs every tier",
+               "with the tiers on separate servers from {separated.baseline_p99_ms} to {separated.during_p99_ms} "
+               "({separated.p99_ratio})")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         out = []
@@ -183,8 +211,7 @@ class FaultIsolation(Experiment):
             out.append(Case(name, design, lab))
         return out
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
+    def procedure(self, p: dict[str, Any]) -> str:
         return (f"static page /static/hello.txt at {p['rate']:g} req/s open loop (latency from the scheduled send); "
                 f"{p['cycles']} overloads of {p['overload_s']:g} s between {p['cycles'] + 1} calm windows of "
                 f"{p['calm_s']:g} s (alternating, so slow drift of the machine falls on both alike); overload: "
@@ -194,15 +221,9 @@ class FaultIsolation(Experiment):
                    "closest this machine gets to servers of their own)" if p["partition"] else "")
                 + f". p99 and success in the calm windows (from {p['warmup_s']:g} s after the load starts and "
                 f"{p['settle_s']:g} s after each overload ends) vs during the overloads (from {p['settle_s']:g} s "
-                f"after each starts). combined: degrades - p99 during > {p['p99_ratio']:g}x calm, or success drops "
-                f"by > 1 point; separated: unaffected - p99 during <= {p['p99_ratio']:g}x calm and success >= "
-                f"{p['healthy']:.0%}, provided the p99 of the odd and the even calm windows differ by <= "
-                f"{p['p99_ratio']:g}x; a round whose calm windows differ more cannot resolve the tolerance and another "
-                f"runs, up to {p['rounds']} rounds (separated; the first round that resolves it is judged, else "
-                f"inconclusive). Inconclusive "
-                f"when calm success < {p['healthy']:.0%}, < {p['min_requests']} requests calm or during, or the "
-                f"database servers' cgroups were throttled in < {p['min_throttled']:.0%} of CPU periods during "
-                f"the overloads (they did not bite)")
+                f"after each starts). A round whose calm windows differ by more than the tolerance cannot resolve it "
+                f"and another runs, up to {p['rounds']} rounds (separated; the first round that resolves it is "
+                f"judged)")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         _, dbs, limited, _, expect = CASES[case.name]
@@ -285,7 +306,6 @@ class FaultIsolation(Experiment):
         return (good[0] if good else rounds[-1]), rounds
 
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
-        rule = self.rule_text(params)
         _, dbs, _, url, expect = CASES[case.name]
         rd, rounds = self.chosen_round(raw, params, expect)
         rows, events, calm_w, during_w, calm, during = rd.rows, rd.events, rd.calm_w, rd.during_w, rd.calm, rd.during
@@ -319,35 +339,10 @@ class FaultIsolation(Experiment):
             t_load, windows=[(s.t_begin, e.t_end, "db CPU overload") for s, e in overloads(events)], log=True,
             styles={"latency of each request (ms)": "."})
         bars = self.bars_plot(raw.parent, params, plots_dir)
-        v = Verdict("inconclusive", rule, m, plots=[str(png), str(bars)])
-        if len(calm) < params["min_requests"] or len(during) < params["min_requests"]:
-            v.reasons.append(f"too few requests (calm {len(calm)}, during {len(during)})")
-            return v
-        if success_rate(calm) < params["healthy"]:
-            v.reasons.append(f"the site was not healthy without the overload ({m['calm_success']})")
-            return v
-        if expect == "unaffected" and not calm_ratio <= params["p99_ratio"]:
-            v.reasons.append(f"in each of {len(rounds)} round(s) the p99 of the odd and even calm windows differ by "
-                             f"more than x{params['p99_ratio']:g} ({m['round_calm_p99_ratios']}): the machine was "
-                             f"too noisy to resolve a {params['p99_ratio'] - 1:.0%} change")
-            return v
-        bit = [h for h in dbs if (throttled.get(h) or 0) >= params["min_throttled"]]
-        if len(bit) < len(dbs):
-            v.reasons.append(f"the overload did not saturate every database server's CPU quota: {m['throttled_fraction']}")
-            return v
-        dropped = success_rate(calm) - success_rate(during) > 0.01
-        if expect == "degrades":
-            checks = {f"static pages degrade (p99 {m['baseline_p99_ms']} -> {m['during_p99_ms']} ms, x{m['p99_ratio']}"
-                      f" > {params['p99_ratio']:g}, or success drops)": ratio > params["p99_ratio"] or dropped}
-        else:
-            checks = {f"p99 within {params['p99_ratio'] - 1:.0%} ({m['baseline_p99_ms']} -> {m['during_p99_ms']} ms, "
-                      f"x{m['p99_ratio']})": ratio <= params["p99_ratio"],
-                      f"success >= {params['healthy']:.0%} during ({m['during_success']})":
-                      success_rate(during) >= params["healthy"]}
-        v.verdict = "supported" if all(checks.values()) else "refuted"
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
-        v.reasons.append(f"database cgroups throttled in {m['throttled_fraction']} of CPU periods during the overloads")
-        return v
+        m.update({"db_throttled_min": rounded(min((throttled.get(h) or 0) for h in dbs), 3),
+                  "success_drop": rounded(success_rate(calm) - success_rate(during), 4)})
+        return self.verdict(case, m, params, [png, bars], notes=[
+            f"database cgroups throttled in {m['throttled_fraction']} of CPU periods during the overloads"])
 
     def bars_plot(self, raw_dir: Path, params: dict[str, Any], plots_dir: Path) -> Path:
         """p50/p99 without and during the overloads for every case that ran (the round each is judged on)."""

@@ -15,7 +15,7 @@ from experiments.fidelity import window
 from experiments.registry import register
 from hostapps.haproxy import HAProxy
 from hostapps.mariadb import MariaDB
-from experiments.verdict import INCONCLUSIVE, Verdict, decide, inconclusive
+from experiments.verdict import Check, Figure, Verdict, gate, inconclusive
 from weblab.core.errors import WeblabError
 
 CLIENT, INSIDER = "client", "server1"       # the internet, and the "compromised" web server
@@ -37,19 +37,41 @@ class Firewall(Experiment):
     design = "secured"
     timing_sensitive = False   # reachability, not speed: a busy machine cannot make a closed port open
     defaults = {"scan_timeout": 1.5, "scan_retries": 1, "nmap_host_timeout_s": 60}
-    key_values = ("firewall-off.open_from_client", "firewall-on.open_from_client", "firewall-on.open_from_server1")
+    checks = (
+        gate("scapy_nmap_disagreements", "==", 0, "ports on which Scapy and nmap disagree",
+             fail="Scapy and nmap disagree on which ports are open"),
+        gate("server1_listening_without_rule", ">=", 1, "listening ports server1 reaches that no allow rule grants "
+             "it", cases=("firewall-on",), fail="no listening port lacks a rule for server1: lateral movement "
+             "cannot be tested"),
+        Check("open_from_client", "==", ["lb1:80", "lb1:443"], "ports open from the client", cases=("firewall-on",)),
+        Check("server1_open_without_rule", "==", 0, "ports open from server1 that no allow rule grants it",
+              cases=("firewall-on",)),
+        Check("database_open", ">=", 1, f"database ports ({', '.join(map(str, DATABASE_PORTS))}) open from a source",
+              cases=("firewall-off",)),
+        Check("admin_open", ">=", 1, f"admin ports ({', '.join(map(str, ADMIN_PORTS))}) open from a source",
+              cases=("firewall-off",)),
+        Check("listening_not_open", "==", 0, "ports listening on a non-loopback address of a target the source can "
+              "route to that are not open", cases=("firewall-off",)),
+    )
+    figures = {
+        "firewall-off.open_from_client": Figure("ports open from the client, firewall off", abs_tol=0),
+        "firewall-on.open_from_client": Figure("ports open from the client, firewall on", abs_tol=0),
+        "firewall-on.open_from_server1": Figure("ports open from server1, firewall on", abs_tol=0),
+        "firewall-on.server1_open_without_rule": Figure("ports server1 reaches without an allow rule", abs_tol=0),
+    }
+    summary = ("without the firewall the client reached {firewall-off.open_from_client:names}, and the database "
+               "({firewall-off.database_open:names}) and admin ({firewall-off.admin_open:names}) ports were open",
+               "with it the client reached only {firewall-on.open_from_client:names}, and server1 "
+               "{firewall-on.server1_open_without_rule:count} ports that no rule grants it")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(f"firewall-{'on' if on else 'off'}", "secured", {"params": {"monitoring": False}, "firewall": on})
                 for on in (False, True)]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        return ("scans (Scapy SYN scan; nmap -sS must agree on which ports are open, else inconclusive) of every TCP "
-                "port that listens on any host (ss) plus 22 and 8080, from client against lb1 and every server, and from "
-                "server1 against lb1, the other servers and dns. firewall off: the database port 3306 and the admin port "
-                "8404 are open from some source, and every port listening on a non-loopback address of a target the "
-                "source can route to is open. firewall on: from client exactly lb1:80 and lb1:443 are open; from server1 "
-                "no port is open that no allow rule of the policy grants server1, while such listening ports exist")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return ("scans (Scapy SYN scan; nmap -sS must agree on which ports are open) of every TCP port that listens "
+                "on any host (ss) plus 22 and 8080, from client against lb1 and every server, and from server1 "
+                "against lb1, the other servers and dns; the firewall off and on")
 
     # --- run ------------------------------------------------------------------------------------
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
@@ -106,14 +128,9 @@ class Firewall(Experiment):
                              "scapy_nmap_disagreements": disagree, "listening": {h: sorted(p) for h, p in exposed.items() if p},
                              "rule_packets_during_scans": counters}
         cells = {(f"{s['source']} -> {s['target']}", f"{s['proto']}/{s['port']}"): s["state"] for s in scans}
-        v = Verdict(INCONCLUSIVE, rule, m, plots=[str(plots.scan_matrix(
-            cells, plots_dir / f"{case.name}-scan.png", f"C9 {case.name}: Scapy SYN/UDP scan (red = open)"))])
-        if disagree:
-            v.reasons.append(f"Scapy and nmap disagree on {len(disagree)} port(s): {disagree[:3]}")
-            return v
+        png = plots.scan_matrix(cells, plots_dir / f"{case.name}-scan.png",
+                                f"C9 {case.name}: Scapy SYN/UDP scan (red = open)")
         if on:
-            entry = "lb1"
-            client_ok = set(open_by[CLIENT]) == {f"{entry}:80", f"{entry}:443"}
             granted = {(s["target"], s["port"]) for s in tcp if s["source"] == INSIDER
                        and allowed(policy, INSIDER, s["target"], "tcp", s["port"])}
             forbidden = sorted(f"{t}:{p}" for t, ps in exposed.items() for p in ps
@@ -121,24 +138,13 @@ class Firewall(Experiment):
             leaks = [o for o in open_by[INSIDER] if (o.split(":")[0], int(o.split(":")[1])) not in granted]
             m.update({"server1_listening_without_rule": forbidden, "server1_open_without_rule": leaks,
                       "server1_open_with_rule": [o for o in open_by[INSIDER] if o not in leaks]})
-            if not forbidden:
-                v.reasons.append("no listening port lacks a rule for server1: lateral movement cannot be tested")
-                return v
-            checks = {f"from client only lb1:80 and lb1:443 open (open: {', '.join(open_by[CLIENT]) or 'none'})": client_ok,
-                      f"server1 reaches no port without a rule ({len(forbidden)} listening without one; open among "
-                      f"them: {', '.join(leaks) or 'none'})": not leaks}
         else:
             missed = sorted(f"{s['source']}->{s['target']}:{s['port']}" for s in tcp if s["state"] not in ("open", "no-route")
                             and s["port"] in exposed.get(s["target"], set()))
             db_open = [o for src in open_by.values() for o in src if int(o.split(":")[1]) in DATABASE_PORTS]
             admin_open = [o for src in open_by.values() for o in src if int(o.split(":")[1]) in ADMIN_PORTS]
             m.update({"listening_not_open": missed, "database_open": sorted(set(db_open)), "admin_open": sorted(set(admin_open))})
-            checks = {f"database port reachable ({', '.join(sorted(set(db_open))) or 'none'})": bool(db_open),
-                      f"admin port reachable ({', '.join(sorted(set(admin_open))) or 'none'})": bool(admin_open),
-                      f"every listening port of a routable target is open ({len(missed)} not)": not missed}
-        v.verdict = decide(checks)
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
-        return v
+        return self.verdict(case, m, params, [png])
 
 
 # --- helpers (pure, unit-tested) -------------------------------------------------------------------

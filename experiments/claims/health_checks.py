@@ -10,7 +10,7 @@ from experiments.faults import FaultLog, first, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import read_probe, rounded, success_rate
-from experiments.verdict import INCONCLUSIVE, Verdict, decide, inconclusive
+from experiments.verdict import REFUTED, SKIP, Check, Figure, M, P, Verdict, gate, inconclusive
 
 VICTIM = "server2"   # its nginx is killed; server1 keeps the primary database, untouched
 
@@ -28,8 +28,30 @@ class HealthChecks(Experiment):
                 "after_detect_s": 2.0, "check_inter_ms": 1000, "check_fall": 3, "check_rise": 2,
                 "detect_timeout": 15.0, "up_timeout": 15.0, "ready_timeout": 20.0, "healthy": 0.99,
                 "poll_s": 0.05}
-    key_values = ("retries.detection_s", "retries.routed_after_detection", "retries.client_failures",
-                  "no-retries.client_failures")
+    checks = (
+        gate("faults_ok", "==", True, "the kill and the restore succeeded"),
+        gate("baseline_success", ">=", P("healthy"), "probe success before the kill", "%",
+             fail="the site was not healthy before the kill"),
+        gate("log_requests", ">=", 1, "requests in HAProxy's log", fail="HAProxy logged no request: cannot tell "
+             "where requests went"),
+        Check("detection_s", "<=", M("detection_bound_s", "inter x fall + one interval"),
+              f"time from the kill to HAProxy marking {VICTIM} DOWN", "s", missing=REFUTED,
+              absent=f"HAProxy never marked {VICTIM} DOWN"),
+        Check("routed_after_detection", "==", 0, f"requests in HAProxy's log routed to {VICTIM} from detection until "
+              "the restore", missing=SKIP),
+        Check("client_failures", "==", 0, "client-visible failures from the kill until {after_detect_s:g} s after "
+              "detection", cases=("retries",), missing=SKIP),
+    )
+    figures = {
+        "retries.detection_s": Figure("kill to DOWN in HAProxy", "s", abs_tol=0.5),
+        "retries.routed_after_detection": Figure("requests routed to the failed server after detection", abs_tol=0),
+        "retries.client_failures": Figure("client-visible failures with retries", abs_tol=0),
+        "no-retries.client_failures": Figure("client-visible failures without retries", rel_tol=0.5, abs_tol=5),
+    }
+    summary = (f"HAProxy marked the killed {VICTIM} DOWN {{retries.detection_s}} after the kill (bound "
+               "{retries.detection_bound_s:s}) and routed {retries.routed_after_detection} requests to it after that",
+               "clients saw {retries.client_failures} failures with retries+redispatch and "
+               "{no-retries.client_failures} without")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         timers = {"check_inter": params["check_inter_ms"], "check_fall": params["check_fall"],
@@ -37,16 +59,12 @@ class HealthChecks(Experiment):
         return [Case("retries", "distributed", {"params": {**timers, "retries": True}}),
                 Case("no-retries", "distributed", {"params": {**timers, "retries": False}})]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
+    def procedure(self, p: dict[str, Any]) -> str:
         bound = p["check_inter_ms"] * (p["check_fall"] + 1) / 1000
-        return (f"both cases: {VICTIM}'s nginx SIGKILLed; HAProxy marks it DOWN (admin socket polled every "
-                f"{p['poll_s'] * 1000:.0f} ms) within inter x fall + one interval = {p['check_inter_ms']} ms x "
-                f"{p['check_fall']} + {p['check_inter_ms']} ms = {bound:g} s of the kill; 0 requests in HAProxy's "
-                f"log routed to {VICTIM} from detection until the restore; retries case (retries 3 + redispatch): "
-                f"0 client-visible failures from the kill until {p['after_detect_s']:g} s after detection; the "
-                f"no-retries case reports its failures (not judged). Inconclusive when the probe success before the "
-                f"kill < {p['healthy']:.0%} or the kill/restore failed")
+        return (f"both cases: {VICTIM}'s nginx SIGKILLed under a probe every {p['interval'] * 1000:.0f} ms; HAProxy's "
+                f"view polled on its admin socket every {p['poll_s'] * 1000:.0f} ms; inter x fall + one interval = "
+                f"{p['check_inter_ms']} ms x {p['check_fall']} + {p['check_inter_ms']} ms = {bound:g} s; retries case: "
+                f"retries 3 + redispatch; the no-retries case reports its client-visible failures (not judged)")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         hap = lb.haproxy(lab)
@@ -88,8 +106,8 @@ class HealthChecks(Experiment):
         end = restore.t_begin if restore else (rows[-1].t_send if rows else kill.t_end)
         base = [r for r in rows if r.t_recv < kill.t_begin]
         m: dict[str, Any] = {"retries": bool(timers.get("retries", True)), "check_inter_s": inter, "check_fall": fall,
-                             "detection_bound_s": rounded(bound, 3), "baseline_success": rounded(success_rate(base))}
-        v = Verdict(INCONCLUSIVE, rule, m)
+                             "detection_bound_s": rounded(bound, 3), "baseline_success": rounded(success_rate(base)),
+                             "faults_ok": kill.ok and (restore is None or restore.ok)}
         t_detect = down.t if down else None
         if t_detect is not None:
             m["detection_s"] = rounded(t_detect - kill.t_end, 3)
@@ -107,32 +125,13 @@ class HealthChecks(Experiment):
         if t_detect is not None:
             windows.append((t_detect, end, "DOWN in HAProxy"))
         marks = [(kill.t_begin, "kill")] + ([(t_detect, "DOWN")] if t_detect else []) + ([(restore.t_end, "restored")] if restore else [])
-        v.plots = [str(plots.availability(rows, windows, plots_dir / f"{case.name}-availability.png",
-                                          f"C5 health-checks ({case.name}): probe every {params['interval'] * 1000:.0f} ms",
-                                          marks=marks)),
-                   str(plots.served_timeline([(r.t, r.server, r.status < 500) for r in log], ["server1", "server2"],
-                                             plots_dir / f"{case.name}-haproxy-routing.png",
-                                             f"C5 ({case.name}): every request as HAProxy logged it, by server",
-                                             windows=windows, marks=marks))]
-        if not kill.ok or (restore is not None and not restore.ok):
-            v.reasons.append(f"the kill or the restore failed: {kill.detail or (restore.detail if restore else '')}")
-            return v
-        if not base or success_rate(base) < params["healthy"]:
-            v.reasons.append(f"the site was not healthy before the kill ({m['baseline_success']})")
-            return v
-        if t_detect is None:
-            v.verdict = "refuted"
-            v.reasons.append(f"HAProxy never marked {VICTIM} DOWN")
-            return v
-        if not log:
-            v.reasons.append("HAProxy logged no request: cannot tell where requests went")
-            return v
-        checks = {f"detected within {bound:g} s ({m['detection_s']} s)": t_detect - kill.t_end <= bound,
-                  f"0 requests routed to {VICTIM} after detection ({m['routed_after_detection']})": m["routed_after_detection"] == 0}
-        if m["retries"]:
-            checks[f"0 client-visible failures with retries+redispatch ({m['client_failures']})"] = m["client_failures"] == 0
-        else:
-            v.reasons.append(f"without retries: {m['client_failures']} client-visible failures (reported, not judged)")
-        v.verdict = decide(checks)
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()] + v.reasons
-        return v
+        pngs = [plots.availability(rows, windows, plots_dir / f"{case.name}-availability.png",
+                                   f"C5 health-checks ({case.name}): probe every {params['interval'] * 1000:.0f} ms",
+                                   marks=marks),
+                plots.served_timeline([(r.t, r.server, r.status < 500) for r in log], ["server1", "server2"],
+                                      plots_dir / f"{case.name}-haproxy-routing.png",
+                                      f"C5 ({case.name}): every request as HAProxy logged it, by server",
+                                      windows=windows, marks=marks)]
+        notes = [f"without retries: {m['client_failures']} client-visible failures (reported, not judged)"] \
+            if not m["retries"] and "client_failures" in m else []
+        return self.verdict(case, m, params, pngs, notes)

@@ -9,9 +9,14 @@ from experiments.base import Case, Experiment, say
 from experiments.capture import PacketEvent, tcp_events, wait_capture_ready
 from experiments.registry import register
 from experiments.stats import rounded
-from experiments.verdict import Verdict, inconclusive
+from experiments.verdict import PRESENT, REFUTED, Check, Figure, Verdict, inconclusive
 
 STEPS = ("SYN", "SYN-ACK", "ACK", "GET", "200 text/html")
+
+
+def frame_key(step: str) -> str:
+    """The measured key holding the frame number of a step: frame_syn, frame_syn_ack, ..., frame_200."""
+    return f"frame_{step.split()[0].lower().replace('-', '_')}"
 
 
 def first_connection(events: list[PacketEvent]) -> list[PacketEvent]:
@@ -56,9 +61,16 @@ class HttpExchange(Experiment):
     design = "one-server"
     defaults = {"url": "http://www.foobar.com/", "port": 80, "host": "client", "switch": "s1"}
     timing_sensitive = False
+    checks = tuple(Check(frame_key(step), PRESENT, None, f"{step} frame", missing=REFUTED, absent="NOT FOUND in order")
+                   for step in STEPS)
+    figures = {"handshake_ms": Figure("TCP handshake (SYN -> ACK)", "ms", rel_tol=1.0, abs_tol=1.0),
+               "response_ms": Figure("GET -> 200 response", "ms", rel_tol=1.0, abs_tol=2.0)}
+    summary = ("one page load was a TCP handshake in {handshake_ms}, a GET (frame {frame_get}) and a 200 text/html "
+               "response (frame {frame_200}) {response_ms} later",)
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        return "in the first TCP connection of the page load: " + ", ".join(STEPS) + " present in this order"
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"tcpdump on the client's link during one curl of {p['url']}; in the first TCP connection of the page "
+                f"load each step is searched after the previous one")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         host = params["host"]
@@ -84,7 +96,7 @@ class HttpExchange(Experiment):
         conn = first_connection(events)
         found = match_steps(conn)
         t = {e.frame: e.time for e in conn}
-        m: dict[str, Any] = {f"frame_{k.split()[0].lower().replace('-', '_')}": v for k, v in found.items()}
+        m: dict[str, Any] = {frame_key(k): v for k, v in found.items()}
         m["segments"] = len(conn)
         if conn:
             m["client"], m["server"] = conn[0].src, conn[0].dst
@@ -98,6 +110,4 @@ class HttpExchange(Experiment):
         shown = conn[:24]
         png = plots.sequence(shown, conn[0].src if conn else "?", conn[0].dst if conn else "?",
                              plots_dir / f"{case.name}-sequence.png", f"C16 one page load ({case.name})")
-        ok = all(found.values())
-        reasons = [f"{s}: frame {f}" if f else f"{s}: NOT FOUND in order" for s, f in found.items()]
-        return Verdict("supported" if ok else "refuted", rule, m, reasons, plots=[str(png)])
+        return self.verdict(case, m, params, [png])

@@ -9,7 +9,7 @@ from experiments import plots
 from experiments.base import Case, Experiment
 from experiments.credentials import EVIDENCE_COLUMNS, PASSWORD, capture_login, evidence_rows, search
 from experiments.registry import register
-from experiments.verdict import Verdict
+from experiments.verdict import Check, Figure, P, Verdict, gate
 
 # case -> (design, lab params, login URL, what the client link must show: "clear" or "tls")
 CASES = {"http": ("distributed", {}, "http://www.foobar.com/login", "clear"),
@@ -27,25 +27,37 @@ class Https(Experiment):
     statement = "Plain HTTP exposes credentials to anyone on the path; HTTPS does not."
     design = "distributed"
     defaults = {"min_tls_app_data": 2}
-    key_values = ("http.password_frames_n", "https.password_frames_n", "https.tls_app_data")
     timing_sensitive = False  # a claim about bytes on the wire, not about speed
+    checks = (
+        gate("login_http_code", "==", "200", "the login's HTTP status", fail="the login did not succeed"),
+        gate("data_segments", ">=", 1, "TCP segments with payload in the capture",
+             fail="the capture holds no TCP payload: it did not see the login"),
+        Check("password_frames", ">=", 1, "frames showing the password in clear", cases=("http",)),
+        Check("password_frames", "==", 0, "frames showing the password in clear", cases=("https",)),
+        Check("plaintext_http_frames", "==", 0, "plaintext HTTP messages", cases=("https",)),
+        Check("tls_app_data", ">=", P("min_tls_app_data"), "TLS ApplicationData records", cases=("https",)),
+    )
+    figures = {
+        "http.password_frames_n": Figure("frames showing the password, plain HTTP", abs_tol=0),
+        "https.password_frames_n": Figure("frames showing the password, HTTPS", abs_tol=0),
+        "https.tls_app_data": Figure("TLS ApplicationData records, HTTPS", abs_tol=2),
+    }
+    summary = ("over plain HTTP the password crossed the client's link in clear in {http.password_frames_n} frame(s)",
+               "over HTTPS in {https.password_frames_n}, the login inside {https.tls_app_data} TLS ApplicationData "
+               "records")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(name, design, lab) for name, (design, lab, _, _) in CASES.items()]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
-        return (f"pcap of the client link during a login (POST /login username=alice&password={PASSWORD}), "
-                f"searched byte-exact with Scapy (also across TCP segments): http - the password is found in "
-                f"at least one frame; https - it is found in no frame, no plaintext HTTP message is seen and "
-                f">= {p['min_tls_app_data']} TLS ApplicationData records are; the login must answer 200 "
-                f"(else inconclusive)")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"pcap of the client link during a login (POST /login username=alice&password={PASSWORD}): http on "
+                f"the distributed design, https on the secured one, searched byte-exact with Scapy (also across TCP "
+                f"segments)")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         capture_login(lab, out, {LINK: ("client", "s1")}, CASES[case.name][2])
 
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
-        rule = self.rule_text(params)
         login = json.loads((raw / "login.json").read_text())
         r = search(raw / f"{LINK}.pcap")
         m = {"login_http_code": login["http_code"], "frames": r["frames"], "data_segments": r["data_segments"],
@@ -56,26 +68,9 @@ class Https(Experiment):
         rows, hot = evidence_rows({LINK: r})
         png = plots.table(rows, EVIDENCE_COLUMNS, plots_dir / f"{case.name}-evidence.png",
                           f"C10 {case.name}: the client link during a login ({login['url']})", highlight=hot)
-        v = Verdict("inconclusive", rule, m, plots=[str(png)])
-        if login["http_code"] != "200":
-            v.reasons.append(f"the login did not succeed (curl: {login['curl'] or login['stderr']})")
-            return v
-        if not r["data_segments"]:
-            v.reasons.append("the capture holds no TCP payload: it did not see the login")
-            return v
         found = r["password_frames"]
         if CASES[case.name][3] == "clear":
-            ok = bool(found)
-            v.reasons.append(f"password in clear in frame(s) {found}: {r['context']!r}" if ok
-                             else "password NOT found in the plain-HTTP capture")
+            notes = [f"password in clear in frame(s) {found}: {r['context']!r}"] if found else []
         else:
-            checks = {"password not found": not found, "no plaintext HTTP message": not r["http_frames"],
-                      f">= {params['min_tls_app_data']} TLS ApplicationData records":
-                      r["tls_app_data"] >= params["min_tls_app_data"]}
-            ok = all(checks.values())
-            v.reasons += [f"{k}: {'yes' if c else 'NO'}" for k, c in checks.items()]
-            v.reasons.append(f"TLS records seen: {r['tls_types']}")
-            if found:
-                v.reasons.append(f"password found in frame(s) {found}")
-        v.verdict = "supported" if ok else "refuted"
-        return v
+            notes = [f"TLS records seen: {r['tls_types']}"] + ([f"password found in frame(s) {found}"] if found else [])
+        return self.verdict(case, m, params, [png], notes)

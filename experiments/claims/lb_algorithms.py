@@ -10,7 +10,7 @@ from experiments.base import Case, Experiment, read_lab_info, say
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import percentile, rounded
-from experiments.verdict import INCONCLUSIVE, REFUTED, SUPPORTED, Verdict, combine, inconclusive
+from experiments.verdict import Check, Figure, M, P, Verdict, gate, inconclusive
 
 ALGORITHMS = ("roundrobin", "leastconn", "source")
 SHARES, MIX, SOURCES = "shares", "mix", "sources"   # raw/<case>/<name>.csv (mixload)
@@ -31,21 +31,45 @@ class LbAlgorithms(Experiment):
                 "mix_rate": 100.0, "mix_s": 8.0, "fast_ms": 5, "slow_ms": 500, "fast_weight": 3, "slow_weight": 1,
                 "sources": 8, "source_requests": 12, "source_rate": 40.0, "min_per_source": 5,
                 "min_requests": 100, "healthy": 0.99, "timeout": 5.0}
-    key_values = ("roundrobin.share_max_deviation", "roundrobin.fast_p99_ms", "leastconn.fast_p99_ms",
-                  "source.sources_on_one_backend")
+    checks = (
+        gate("logged_requests", ">=", P("min_requests"), "share requests in HAProxy's log"),
+        gate("shares_success", ">=", P("healthy"), "success of the share requests", "%"),
+        gate("mix_requests", ">=", P("min_requests"), "requests of the fast/slow mix", cases=("roundrobin", "leastconn")),
+        gate("mix_success", ">=", P("healthy"), "success of the fast/slow mix", "%", cases=("roundrobin", "leastconn"),
+             fail="the mixed run was not healthy"),
+        gate("sources_with_few_answers", "==", 0, "client addresses with < {min_per_source} answered requests",
+             cases=("source",), fail="too few answered requests for some client addresses"),
+        gate("sources", ">=", P("sources"), "client addresses answered", cases=("source",)),
+        Check("share_max_deviation", "<=", P("share_tolerance"), "largest deviation of a backend's share from 1/n",
+              "points", cases=("roundrobin",)),
+        Check("sources_on_one_backend", "==", M("sources", "every client address answered"),
+              "client addresses answered by exactly one backend", cases=("source",)),
+        Check("leastconn_vs_roundrobin_fast_p99", "<", 1, "leastconn fast-request p99 / roundrobin's", "x",
+              across=True, cases=("roundrobin", "leastconn")),
+    )
+    figures = {
+        "roundrobin.share_max_deviation": Figure("roundrobin: largest share deviation from 1/n", "points",
+                                                 abs_tol=0.02),
+        "roundrobin.fast_p99_ms": Figure("roundrobin: fast-request p99", "ms", rel_tol=0.5),
+        "leastconn.fast_p99_ms": Figure("leastconn: fast-request p99", "ms", rel_tol=0.5),
+        "leastconn_vs_roundrobin_fast_p99": Figure("fast-request p99 leastconn / roundrobin", "x", rel_tol=0.5),
+        "source.sources_on_one_backend": Figure("client addresses kept on one backend (source)", abs_tol=0),
+    }
+    summary = ("roundrobin kept every backend within {roundrobin.share_max_deviation} of an even share",
+               "under a fast/slow mix leastconn's fast-request p99 was {leastconn.fast_p99_ms} against roundrobin's "
+               "{roundrobin.fast_p99_ms}",
+               "source hashing kept {source.sources_on_one_backend} of {source.sources} client addresses on one "
+               "backend")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(a, "distributed", {"params": {"algorithm": a}}) for a in ALGORITHMS]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
-        return (f"roundrobin: every backend's share of {p['share_requests']} requests (HAProxy log, one line per "
-                f"request) within +-{p['share_tolerance'] * 100:g} percentage points of 1/n; leastconn: p99 latency of "
-                f"the fast requests of a seeded mix ({p['fast_weight']}:{p['slow_weight']} of /slow?ms={p['fast_ms']} and "
-                f"/slow?ms={p['slow_ms']}, {p['mix_rate']:g} req/s open-loop for {p['mix_s']:g} s, same sequence on both) "
-                f"lower than under roundrobin; source: each of {p['sources']} client addresses (>= "
-                f"{p['min_per_source']} answered requests each) is answered by exactly one backend. Inconclusive when "
-                f"fewer than {p['min_requests']} requests were logged or success < {p['healthy']:.0%}")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"each algorithm: {p['share_requests']} requests of / at {p['share_rate']:g} req/s, counted per backend "
+                f"in HAProxy's log (one line per request); roundrobin and leastconn: a seeded mix "
+                f"({p['fast_weight']}:{p['slow_weight']} of /slow?ms={p['fast_ms']} and /slow?ms={p['slow_ms']}, "
+                f"{p['mix_rate']:g} req/s open-loop for {p['mix_s']:g} s, the same sequence on both); source: "
+                f"{p['sources']} client addresses, {p['source_requests']} requests each")
 
     # --- run ------------------------------------------------------------------------------------
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
@@ -122,21 +146,11 @@ class LbAlgorithms(Experiment):
         m: dict[str, Any] = {"algorithm": case.name, "logged_requests": len(logged), "backend_counts": counts,
                              "backend_shares": {k: rounded(x, 4) for k, x in share.items()},
                              "client_seen_shares": {k: rounded(x, 4) for k, x in client_share.items()},
-                             "share_max_deviation": rounded(dev, 4), "shares_success": rounded(ok_rate, 4)}
+                             # to 9 digits first: float noise (0.55 - 0.5) must not fail a share of exactly +5 points
+                             "share_max_deviation": rounded(round(dev, 9), 4), "shares_success": rounded(ok_rate, 4)}
         pngs = [str(plots.grouped_bars({case.name: share}, plots_dir / f"{case.name}-shares.png",
                                        f"C4 {case.name}: share of {len(logged)} requests per backend (HAProxy log)",
                                        "share of requests", ref=1 / len(servers), ref_label="1/n"))]
-        v = Verdict(INCONCLUSIVE, rule, m, plots=pngs)
-        if len(logged) < params["min_requests"]:
-            v.reasons.append(f"only {len(logged)} requests logged by HAProxy (need {params['min_requests']})")
-            return v
-        if ok_rate < params["healthy"]:
-            v.reasons.append(f"only {ok_rate:.1%} of the share requests succeeded")
-            return v
-        checks: dict[str, bool] = {}
-        if case.name == "roundrobin":
-            checks[f"every share within +-{params['share_tolerance'] * 100:g} points of 1/{len(servers)} "
-                   f"(max deviation {dev * 100:.2f})"] = round(dev, 9) <= params["share_tolerance"]
         if case.name in ("roundrobin", "leastconn"):
             mix = lb.read_mix(raw / f"{MIX}.csv")
             fast = [r.latency for r in mix if r.kind == "fast" and r.latency is not None]
@@ -148,10 +162,7 @@ class LbAlgorithms(Experiment):
                       "slow_p99_ms": rounded(percentile(slow, 99) * 1000, 2),
                       "all_p99_ms": rounded(percentile(fast + slow, 99) * 1000, 2),
                       "mix_served": lb.shares([r.served_by for r in mix if r.ok], servers)})
-            if len(mix) < params["min_requests"] or mix_ok < params["healthy"]:
-                v.reasons.append(f"the mixed run was not healthy ({len(mix)} requests, {mix_ok:.1%} ok)")
-                return v
-            v.plots.append(str(self._mix_cdf(raw.parent, plots_dir, params)))
+            pngs.append(str(self._mix_cdf(raw.parent, plots_dir, params)))
         if case.name == "source":
             rows = lb.read_mix(raw / f"{SOURCES}.csv")
             seen: dict[str, set[str]] = {}
@@ -163,21 +174,15 @@ class LbAlgorithms(Experiment):
             few = [s for s in {r.source for r in rows} if n_ok.get(s, 0) < params["min_per_source"]]
             m.update({"source_map": {s: sorted(b) for s, b in sorted(seen.items())},
                       "sources": len(seen), "sources_on_one_backend": sum(len(b) == 1 for b in seen.values()),
-                      "backends_used": sorted({b for bs in seen.values() for b in bs})})
-            v.plots.append(str(plots.grouped_bars(
+                      "backends_used": sorted({b for bs in seen.values() for b in bs}),
+                      "sources_with_few_answers": sorted(few)})
+            pngs.append(str(plots.grouped_bars(
                 {s.split(".")[-1]: {b: sum(1 for r in rows if r.ok and r.source == s and r.served_by == b) for b in servers}
                  for s in sorted(seen, key=lambda x: ipaddress.ip_address(x))},
                 plots_dir / "source-per-client.png", "C4 source: answered requests per client address (last octet) "
                 "and backend", "requests")))
-            if few or len(seen) < params["sources"]:
-                v.reasons.append(f"too few answered requests for some client addresses: {sorted(few)}")
-                return v
-            checks[f"each of {len(seen)} client addresses saw exactly one backend "
-                   f"({m['sources_on_one_backend']} did)"] = m["sources_on_one_backend"] == len(seen)
-        v.verdict = SUPPORTED if all(checks.values()) else REFUTED
-        v.reasons += [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()] or \
-            [f"{case.name}: measured for the cross-case rule"]
-        return v
+        return self.verdict(case, m, params, pngs,
+                            notes=["measured for the cross-case rule"] if case.name == "leastconn" else [])
 
     def _mix_cdf(self, raw_dir: Path, plots_dir: Path, params: dict[str, Any]) -> Path:
         series = {}
@@ -189,20 +194,7 @@ class LbAlgorithms(Experiment):
                          f"C4: latency of fast requests (/slow?ms={params['fast_ms']}) mixed with /slow?ms={params['slow_ms']}",
                          "latency from scheduled send (ms)", log_x=True)
 
-    def conclude(self, parts: list[tuple[str, Verdict]], params: dict[str, Any]) -> Verdict:
-        """Per-case rules, plus leastconn's fast-request p99 below roundrobin's."""
-        v = combine(parts)
-        by = dict(parts)
-        if v.verdict == INCONCLUSIVE or not {"roundrobin", "leastconn"} <= set(by):
-            return v
-        rr, lc = by["roundrobin"].measured.get("fast_p99_ms"), by["leastconn"].measured.get("fast_p99_ms")
-        if rr is None or lc is None:
-            v.verdict = INCONCLUSIVE
-            v.reasons.append("no fast-request p99 for roundrobin and leastconn")
-            return v
-        ok = lc < rr
-        v.measured["leastconn_vs_roundrobin_fast_p99"] = rounded(lc / rr, 4) if rr else None
-        v.reasons.append(f"leastconn fast-request p99 {lc:.1f} ms < roundrobin {rr:.1f} ms: {'yes' if ok else 'NO'}")
-        if not ok:
-            v.verdict = REFUTED
-        return v
+    def across_measured(self, by_case: dict[str, Verdict], params: dict[str, Any]) -> dict[str, Any]:
+        """leastconn's fast-request p99 over roundrobin's."""
+        rr, lc = (by_case[a].measured.get("fast_p99_ms") for a in ("roundrobin", "leastconn"))
+        return {"leastconn_vs_roundrobin_fast_p99": rounded(lc / rr, 4)} if rr and lc is not None else {}

@@ -11,7 +11,7 @@ from experiments.faults import FaultLog, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import between, percentile, read_probe, rounded, success_rate
-from experiments.verdict import Verdict, inconclusive
+from experiments.verdict import REFUTED, Check, Figure, P, Verdict, gate, inconclusive
 
 # case -> (design, lab params, probe URL)
 CASES = {"one-lb": ("distributed", {}, "http://www.foobar.com/health"),
@@ -52,22 +52,45 @@ class LbCluster(Experiment):
     defaults = {"interval": 0.02, "timeout": 1.0, "before_s": 2.0, "fault_s": 4.0, "after_s": 3.0, "settle_s": 0.1,
                 "crashes": 10, "hold_s": 1.5, "between_s": 1.5, "vip_timeout": 5.0, "takeover_target": 1.0,
                 "slack_s": 0.1, "healthy": 0.99, "min_fault_requests": 50}
-    key_values = ("cluster.takeover_p50_s", "cluster.takeover_max_s", "cluster.outage_max_s",
-                  "one-lb.fault_success")
+    checks = (
+        gate("baseline_success", ">=", P("healthy"), "probe success before the first crash", "%",
+             fail="not healthy before the first crash"),
+        gate("fault_requests", ">=", P("min_fault_requests"), "requests in the fault window", cases=("one-lb",)),
+        gate("crashes_without_takeover", "==", 0, "crashes in which lb2 never held the VIP", cases=("cluster",)),
+        Check("fault_success", "==", 0, "success while lb1 is down", "%", cases=("one-lb",)),
+        Check("ok_answers_while_down", "==", 0, "successful answers received while lb1 is down", cases=("one-lb",)),
+        Check("after_success", ">=", P("healthy"), "success from 1 s after the restore", "%", cases=("one-lb",),
+              missing=REFUTED, absent="no request was sent after the restore"),
+        Check("crashes", ">=", P("crashes"), "crashes measured", cases=("cluster",)),
+        Check("takeover_max_s", "<", P("takeover_target"), "the slowest takeover", "s", cases=("cluster",)),
+        Check("crashes_outage_over_bound", "==", 0, "crashes whose client outage exceeds their takeover + 2 probe "
+              "intervals + {slack_s:g} s", cases=("cluster",)),
+        Check("crashes_not_fully_served", "==", 0, "crashes without >= {healthy:.0%} success from the takeover + "
+              "that slack until the restore", cases=("cluster",)),
+    )
+    figures = {
+        "one-lb.fault_success": Figure("success while the only load balancer is down", "%", abs_tol=0.01),
+        "cluster.takeover_p50_s": Figure("median takeover by lb2", "s", abs_tol=0.3),
+        "cluster.takeover_max_s": Figure("slowest takeover by lb2", "s", abs_tol=0.3),
+        "cluster.outage_max_s": Figure("longest client outage per crash, VRRP pair", "s", abs_tol=0.3),
+    }
+    summary = ("with one load balancer its crash left {one-lb.fault_success} of {one-lb.fault_requests} requests "
+               "answered until it was restored",
+               "in the VRRP pair lb2 took the VIP over in {cluster.takeover_p50_s} (median; slowest "
+               "{cluster.takeover_max_s}) over {cluster.crashes} crashes, the longest client outage "
+               "{cluster.outage_max_s}")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(n, d, lab) for n, (d, lab, _) in CASES.items()]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
+    def procedure(self, p: dict[str, Any]) -> str:
         return (f"probe (one request every {p['interval'] * 1000:g} ms, fresh connection, timeout {p['timeout']:g} s); "
-                f"crash = lb1's front link down. one-lb: requests sent from the crash + {p['settle_s']:g} s until "
-                f"one timeout before the restore succeed 0% and no successful answer arrives before the restore, and >= {p['healthy']:.0%} from 1 s after the restore. cluster "
-                f"(keepalived, advert per the scaled design's vrrp_advert; preemption on, so lb1 takes the VIP back "
-                f"after each restore): over {p['crashes']} crashes, each: takeover = lb2 holding the VIP (polled), "
-                f"< {p['takeover_target']:g} s; client outage (crash -> send time of the last request that failed, + one "
-                f"interval) <= takeover + 2 probe intervals + {p['slack_s']:g} s; then >= {p['healthy']:.0%} success "
-                f"from takeover + that slack until the restore (crash instant = both link ends down). Inconclusive if unhealthy before the first crash or a VIP never moved")
+                f"crash = lb1's front link down (crash instant = both link ends down). one-lb: one crash of "
+                f"{p['fault_s']:g} s; the fault window = requests sent from the crash + {p['settle_s']:g} s until one "
+                f"timeout before the restore. cluster (keepalived, advert per the scaled design's vrrp_advert; "
+                f"preemption on, so lb1 takes the VIP back after each restore): {p['crashes']} crashes; takeover = "
+                f"lb2 holding the VIP (polled); a crash's client outage = crash -> send time of the last request that "
+                f"failed, + one interval")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         url = CASES[case.name][2]
@@ -133,18 +156,7 @@ class LbCluster(Experiment):
                                  plots_dir / f"{case.name}-availability.png",
                                  "C14 one load balancer: crash (front link down) until restored",
                                  marks=[(down.t_begin, "crash"), (up.t_end, "restored")])
-        v = Verdict("inconclusive", rule, m, plots=[str(png)])
-        if not base or success_rate(base) < params["healthy"]:
-            v.reasons.append(f"not healthy before the crash ({m['baseline_success']})")
-            return v
-        if len(during) < params["min_fault_requests"]:
-            v.reasons.append(f"only {len(during)} requests in the fault window")
-            return v
-        checks = {"0% success while lb1 is down (and no answer received)": success_rate(during) == 0.0 and not answered,
-                  f"recovered (>= {params['healthy']:.0%}) after restore": bool(after) and success_rate(after) >= params["healthy"]}
-        v.verdict = "supported" if all(checks.values()) else "refuted"
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
-        return v
+        return self.verdict(case, m, params, [png])
 
     def judge_cluster(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
         rule = self.rule_text(params)
@@ -208,23 +220,11 @@ class LbCluster(Experiment):
         pngs.append(str(plots.cdf({"outage": outs}, plots_dir / f"{case.name}-outage-cdf.png",
                                   "C14 client-visible outage per crash (probe)", "seconds",
                                   bounds=[(params["takeover_target"], "target")])))
-        v = Verdict("inconclusive", rule, m, plots=pngs)
-        if not base or success_rate(base) < params["healthy"]:
-            v.reasons.append(f"not healthy before the first crash ({m['baseline_success']})")
-            return v
-        if len(takeovers) < len(table):
-            v.reasons.append(f"lb2 never held the VIP in {len(table) - len(takeovers)} crash(es)")
-            return v
-        bad_bound = [c["crash"] for c in table if c["outage_s"] is None or c["outage_s"] > c["takeover_s"] + slack]
-        slow = [c["crash"] for c in table if c["takeover_s"] >= params["takeover_target"]]
-        partial = [c["crash"] for c in table if c["served_success"] is None or c["served_success"] < params["healthy"]]
-        checks = {f"{len(table)} >= {params['crashes']} crashes measured": len(table) >= params["crashes"],
-                  f"every takeover < {params['takeover_target']:g} s (max {m['takeover_max_s']} s)": not slow,
-                  f"every outage <= its takeover + {slack:.2f} s (max {m['outage_max_s']} s)": not bad_bound,
-                  f"full service (>= {params['healthy']:.0%}) from takeover + {slack:.2f} s until the restore": not partial}
-        v.verdict = "supported" if all(checks.values()) else "refuted"
-        v.reasons = [f"{k}: {'yes' if ok else 'NO' + (' crashes ' + str(x) if x else '')}"
-                     for (k, ok), x in zip(checks.items(), [None, slow, bad_bound, partial])]
-        v.reasons.append(f"on restore lb1 preempts the VIP back (keepalived default): failed requests per restore "
-                         f"{m['preempt_failed_per_restore']}, outage up to {m['preempt_outage_max_s']} s (reported, not judged)")
-        return v
+        m.update({"crashes_without_takeover": [c["crash"] for c in table if c["takeover_s"] is None],
+                  "crashes_outage_over_bound": [c["crash"] for c in table if c["takeover_s"] is not None and
+                                                (c["outage_s"] is None or c["outage_s"] > c["takeover_s"] + slack)],
+                  "crashes_not_fully_served": [c["crash"] for c in table if c["served_success"] is None
+                                               or c["served_success"] < params["healthy"]]})
+        return self.verdict(case, m, params, pngs, notes=[
+            f"on restore lb1 preempts the VIP back (keepalived default): failed requests per restore "
+            f"{m['preempt_failed_per_restore']}, outage up to {m['preempt_outage_max_s']} s (reported, not judged)"])

@@ -12,7 +12,7 @@ from experiments.faults import FaultLog, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import between, outages, read_openloop, read_probe, rounded, success_rate
-from experiments.verdict import Verdict, inconclusive
+from experiments.verdict import Check, Figure, P, Verdict, gate, inconclusive
 
 # case -> (host redeployed, expectation: "outage" or "none"); the distributed case redeploys every
 # server in turn (rolling), each drained through HAProxy's admin socket first
@@ -32,20 +32,36 @@ class MaintenanceDowntime(Experiment):
     defaults = {"url": "http://www.foobar.com/", "interval": 0.02, "timeout": 1.0, "load_rate": 50.0,
                 "before_s": 3.0, "after_s": 4.0, "services": ["webapp"], "healthy": 0.99, "ready_timeout": 30.0,
                 "rolling_services": ["webapp", "nginx"], "drain_timeout": 10.0, "up_timeout": 15.0}
-    key_values = ("one-server.failed_requests", "one-server.outage_s", "one-server.restart_s",
-                  "distributed.failed_requests", "distributed.restart_s")
+    checks = (
+        gate("servers_redeployed", ">=", 1, "servers drained and brought back UP", cases=("distributed",),
+             absent="none: the rolling deploy did not happen"),
+        gate("failed_steps", "==", 0, "deploy steps that failed", fail="the restart itself failed"),
+        gate("baseline_success", ">=", P("healthy"), "probe success before the deploy", "%",
+             fail="the site was not healthy before the deploy"),
+        Check("failed_requests", ">", 0, "failed requests during the deploy", cases=("one-server",)),
+        Check("failed_requests", "==", 0, "failed requests during the deploy", cases=("distributed",)),
+    )
+    figures = {
+        "one-server.failed_requests": Figure("failed requests, redeploy of one server", rel_tol=0.5),
+        "one-server.outage_s": Figure("outage, redeploy of one server", "s", rel_tol=0.5),
+        "one-server.restart_s": Figure("restart time, one server", "s", rel_tol=0.5),
+        "distributed.failed_requests": Figure("failed requests, rolling deploy", abs_tol=0),
+        "distributed.restart_s": Figure("rolling deploy time, two servers", "s", rel_tol=0.5),
+    }
+    summary = ("redeploying the one server failed {one-server.failed_requests} requests over "
+               "{one-server.outage_s} of outage",
+               "a rolling deploy behind the load balancer ({distributed.servers_redeployed:names} in turn) failed "
+               "{distributed.failed_requests}")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(name, name, {}) for name in EXPECT]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
-        return (f"one-server: restarting {'+'.join(p['services'])} under load gives an outage > 0 "
-                f"(at least one failed request, probe every {p['interval'] * 1000:.0f} ms + "
-                f"{p['load_rate']:g} req/s open-loop); distributed rolling deploy (per server: drain through "
-                f"HAProxy's admin socket, wait until its sessions are 0, restart {'+'.join(p['rolling_services'])}, "
-                f"set ready, wait until UP): 0 failed requests under the same load; probe success before the deploy >= {p['healthy']:.0%} "
-                f"(else inconclusive)")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"under load (a probe every {p['interval'] * 1000:.0f} ms + {p['load_rate']:g} req/s open-loop), "
+                f"one-server: restart {'+'.join(p['services'])}; distributed: a rolling deploy (per server: drain "
+                f"through HAProxy's admin socket, wait until its sessions are 0, restart "
+                f"{'+'.join(p['rolling_services'])}, set ready, wait until UP). Failed requests: those of the probe "
+                f"and the load from the deploy's start until the load stops")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         host = EXPECT[case.name][0]
@@ -134,22 +150,5 @@ class MaintenanceDowntime(Experiment):
                                  f"C2 maintenance-downtime ({case.name}): probe during a "
                                  f"{'rolling deploy' if rolling else 'redeploy'}",
                                  marks=[(t_begin, "deploy"), (t_end, "ready")])
-        v = Verdict("inconclusive", rule, m, plots=[str(png)])
-        if EXPECT[case.name][1] == "none" and len(rolling) < 1:
-            v.reasons.append("no server was drained and brought back UP: the rolling deploy did not happen")
-            return v
-        bad = [e for e in all_events if not e.ok]
-        if bad:
-            v.reasons.append(f"the restart itself failed: {bad[0].detail}")
-            return v
-        if not base or success_rate(base) < params["healthy"]:
-            v.reasons.append(f"the site was not healthy before the deploy ({m['baseline_success']})")
-            return v
-        expect = EXPECT[case.name][1]
-        if expect == "outage":
-            v.verdict = "supported" if failed > 0 else "refuted"
-            v.reasons.append(f"{failed} failed requests, outage {m['outage_s']} s (rule: > 0)")
-        else:
-            v.verdict = "supported" if failed == 0 else "refuted"
-            v.reasons.append(f"{failed} failed requests (rule: 0)")
-        return v
+        m["failed_steps"] = [f"{e.action} {e.target}: {e.detail}".rstrip(": ") for e in all_events if not e.ok]
+        return self.verdict(case, m, params, [png])

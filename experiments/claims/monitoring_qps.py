@@ -12,7 +12,7 @@ from experiments.base import Case, Experiment, say
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import read_openloop, rounded
-from experiments.verdict import Verdict, inconclusive
+from experiments.verdict import PRESENT, REFUTED, SKIP, Check, Figure, M, P, Verdict, gate
 
 PROM = "prometheus.json"     # the rule, intervals and threshold the lab's Prometheus ran with
 SERIES = "series.json"       # raw samples of lab:http_requests:rate and ALERTS, with their evaluation times
@@ -67,25 +67,45 @@ class MonitoringQps(Experiment):
     defaults = {"url": "https://www.foobar.com/health", "rates": [20, 40, 80], "step_s": 14.0, "clear_s": 12.0,
                 "threshold": 50.0, "tolerance": 0.05, "settle_s": 2.0, "intervals": 2, "min_samples": 3,
                 "gen_accuracy": 0.98, "max_failed": 0.01, "timeout": 5.0}
-    key_values = ("max_qps_error", "fire_delay_s", "clear_delay_s")
+    checks = (
+        gate("steps_short_of_schedule", "==", 0, "steps (req/s) in which the generator sent < {gen_accuracy:.0%} of "
+             "its schedule"),
+        gate("steps_with_failures", "==", 0, "steps (req/s) with > {max_failed:.0%} of requests failed"),
+        gate("steps_with_few_samples", "==", 0, "steps (req/s) with < {min_samples} Prometheus samples in their "
+             "steady part"),
+        gate("t_cross", PRESENT, None, "a crossing of the threshold by the generator-side windowed rate",
+             absent="the load never crossed the threshold"),
+        Check("max_qps_error", "<=", P("tolerance"), "largest error of Prometheus' QPS against the generator's, over "
+              "the rates", "%", missing=REFUTED),
+        Check("early_firings", "==", 0, "alert firings more than one scrape interval before the crossing"),
+        Check("fire_delay_s", "<=", M("alert_bound_s", "{intervals} x (scrape_interval + evaluation_interval)"),
+              "time from the crossing to the first firing evaluation", "s", missing=REFUTED,
+              absent="the alert did not fire after the crossing"),
+        Check("clear_delay_s", "<=", M("alert_bound_s", "the same bound"), "time from the rate falling to <= the "
+              "threshold to the alert's resolution", "s", missing=REFUTED, absent="the alert did not resolve"),
+        Check("resolved_before_query", "==", True, "the resolution came before the series were read", missing=SKIP),
+        Check("resolved_at_end", "==", True, "the alert is not firing at the end"),
+    )
+    figures = {
+        "max_qps_error": Figure("largest QPS error, Prometheus vs the generator", "%", abs_tol=0.02),
+        "fire_delay_s": Figure("threshold crossing to the alert firing", "s", abs_tol=2.0),
+        "clear_delay_s": Figure("rate below the threshold to the alert resolving", "s", abs_tol=2.0),
+    }
+    summary = ("Prometheus' QPS stayed within {max_qps_error} of the generator's own rate at every step",
+               "HighQPS fired {fire_delay_s} after the rate crossed the threshold and resolved {clear_delay_s} after "
+               "it fell below")
 
     def lab_params(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"params": {"monitoring": True, "qps_alert": float(params["threshold"])}}
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
+    def procedure(self, p: dict[str, Any]) -> str:
         return (f"open-loop HTTPS load at {p['rates']} req/s, {p['step_s']:g} s each, then none for {p['clear_s']:g} s. "
                 f"QPS: for each rate, the mean of the recorded lab:http_requests:rate samples taken once the rate "
-                f"window holds only that step (from first send + window + {p['settle_s']:g} s) is within "
-                f"+-{p['tolerance']:.0%} of the generator's own windowed rate at the same evaluation times (sends in "
-                f"(t - window, t] / window). Alert (HighQPS: lab:http_requests:rate > threshold, for 0s): it never "
-                f"fires before the generator-side windowed rate first exceeds the threshold; its first firing "
-                f"evaluation comes <= {p['intervals']} x (scrape_interval + evaluation_interval) after that crossing; "
-                f"after the load stops, its resolution (the evaluation after the last firing sample) comes <= the "
-                f"same bound after the windowed rate falls to <= threshold, and it is not firing at the end. "
-                f"Inconclusive when the generator sent < {p['gen_accuracy']:.0%} of a step's schedule, > "
-                f"{p['max_failed']:.0%} of requests failed, or fewer than {p['min_samples']} samples fall in a "
-                f"step's steady part")
+                f"window holds only that step (from first send + window + {p['settle_s']:g} s) against the "
+                f"generator's own windowed rate at the same evaluation times (sends in (t - window, t] / window). "
+                f"Alert: HighQPS (lab:http_requests:rate > threshold, for 0s); its first firing evaluation after the "
+                f"crossing (one up to a scrape interval before it counts as on time); its resolution = the evaluation "
+                f"after the last firing sample of that episode")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         prom = lab.service("monitor", "prometheus")
@@ -116,7 +136,6 @@ class MonitoringQps(Experiment):
         (out / SERIES).write_text(json.dumps(series) + "\n")
 
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
-        rule = self.rule_text(params)
         cfg = json.loads((raw / PROM).read_text())
         series = json.loads((raw / SERIES).read_text())
         width, thr = cfg["rate_window_s"], cfg["threshold"]
@@ -137,24 +156,14 @@ class MonitoringQps(Experiment):
                              "scrape_interval_s": cfg["scrape_interval_s"],
                              "evaluation_interval_s": cfg["evaluation_interval_s"], "alert_bound_s": bound,
                              "qps_samples": len(qps), "firing_samples": len(firing)}
-        problems = []
         for s in steps:
             if not s["sent"]:
-                problems.append(f"{s['rate']} req/s: nothing sent")
                 continue
-            a = s["first"] + width + params["settle_s"]
-            z = s["last"]
-            inside = [(t, v) for t, v in qps if a <= t <= z]
+            inside = [(t, v) for t, v in qps if s["first"] + width + params["settle_s"] <= t <= s["last"]]
             s["samples"] = len(inside)
             s["prometheus"] = sum(v for _, v in inside) / len(inside) if inside else None
             s["generator"] = sum(windowed_rate(sends, t, width) for t, _ in inside) / len(inside) if inside else None
             s["error"] = (s["prometheus"] / s["generator"] - 1) if inside and s["generator"] else None
-            if s["sent"] < params["gen_accuracy"] * s["scheduled"]:
-                problems.append(f"{s['rate']} req/s: the generator sent only {s['sent']}/{s['scheduled']}")
-            if s["failed"] > params["max_failed"] * max(1, s["scheduled"]):
-                problems.append(f"{s['rate']} req/s: {s['failed']} requests failed")
-            if len(inside) < params["min_samples"]:
-                problems.append(f"{s['rate']} req/s: only {len(inside)} Prometheus samples in the steady part")
         for s in steps:
             key = f"rate_{s['rate']:g}"
             m[f"{key}_generator"] = rounded(s.get("generator") or float("nan"), 3)
@@ -180,26 +189,17 @@ class MonitoringQps(Experiment):
                   "clear_delay_s": rounded(t_clear - t_uncross, 3) if t_clear and t_uncross else None,
                   "firing_episodes": len(fired), "early_firings": len(early),
                   "firing_at_end": series["firing_at_end"]})
+        m.update({"steps_short_of_schedule": [s["rate"] for s in steps if not s["sent"]
+                                              or s["sent"] < params["gen_accuracy"] * s["scheduled"]],
+                  "steps_with_failures": [s["rate"] for s in steps
+                                          if s["failed"] > params["max_failed"] * max(1, s["scheduled"])],
+                  "steps_with_few_samples": [s["rate"] for s in steps if s.get("samples", 0) < params["min_samples"]],
+                  "resolved_before_query": t_clear <= series["queried_at"] if t_clear is not None else None,
+                  "resolved_at_end": not series["firing_at_end"]})
         pngs = self.draw(case, sends, qps, fired, steps, m, width, thr, plots_dir)
-        if problems:
-            v = inconclusive(rule, "; ".join(problems), m)
-            v.plots = pngs
-            return v
-        checks = {f"QPS within +-{params['tolerance']:.0%} at every rate (max error "
-                  f"{m['max_qps_error']:.1%})": bool(errors) and max(errors) <= params["tolerance"]}
-        if t_cross is None:
-            return Verdict("inconclusive", rule, m, [f"the load never crossed the threshold {thr:g} req/s"], pngs)
-        checks[f"no firing before the threshold was crossed (more than {tol:g} s, one scrape, early)"] = not early
-        checks[f"fired <= {bound:g} s after the crossing ({m['fire_delay_s']} s)"] = (
-            m["fire_delay_s"] is not None and -tol <= m["fire_delay_s"] <= bound)
-        checks[f"cleared <= {bound:g} s after the rate fell below ({m['clear_delay_s']} s)"] = (
-            m["clear_delay_s"] is not None and m["clear_delay_s"] <= bound and t_clear <= series["queried_at"])
-        checks["not firing at the end"] = not series["firing_at_end"]
-        v = Verdict("supported" if all(checks.values()) else "refuted", rule, m, plots=pngs)
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
-        v.reasons += [f"{s['rate']} req/s: generator {s['generator']:.2f}, Prometheus {s['prometheus']:.2f} "
-                      f"({s['error']:+.2%}, {s['samples']} samples)" for s in steps if s.get("error") is not None]
-        return v
+        return self.verdict(case, m, params, pngs, notes=[
+            f"{s['rate']} req/s: generator {s['generator']:.2f}, Prometheus {s['prometheus']:.2f} "
+            f"({s['error']:+.2%}, {s['samples']} samples)" for s in steps if s.get("error") is not None])
 
     def draw(self, case: Case, sends: list[float], qps: list[tuple[float, float]], fired: list[tuple[float, float]],
              steps: list[dict[str, Any]], m: dict[str, Any], width: float, thr: float, plots_dir: Path) -> list[str]:

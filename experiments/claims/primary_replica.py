@@ -11,7 +11,7 @@ from experiments.base import Case, Experiment, say
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import percentile, rounded
-from experiments.verdict import INCONCLUSIVE, Verdict, decide
+from experiments.verdict import PRESENT, REFUTED, Check, Figure, P, Verdict, gate
 
 PRIMARY, REPLICA = "server1", "server2"
 LAG, SUMMARY, ATTEMPT, STATUS = "lag.csv", "lag.json", "replica_write.json", "replica_status.json"
@@ -30,15 +30,29 @@ class PrimaryReplica(Experiment):
     design = "distributed"
     defaults = {"writes": 300, "interval": 0.01, "max_seconds": 30.0, "visible_timeout": 5.0,
                 "final_timeout": 10.0, "min_writes": 100}
-    key_values = ("lag_p50_ms", "lag_p99_ms", "lag_max_ms", "missing_on_replica")
+    checks = (
+        gate("writes_acked", ">=", P("min_writes"), f"writes acknowledged by the primary ({PRIMARY})"),
+        Check("missing_on_replica", "==", 0, f"acknowledged writes missing on the replica ({REPLICA})"),
+        Check("lag_p99_ms", PRESENT, None, "replication lag p99", "ms", missing=REFUTED),
+        Check("replica_write_rejected", "==", True, "an INSERT on the replica was rejected", missing=REFUTED),
+        Check("replica_write_errno", "==", READ_ONLY_ERRNO, "the MariaDB error of that rejection (read-only)",
+              missing=REFUTED, absent="no error"),
+    )
+    figures = {
+        "lag_p50_ms": Figure("replication lag p50", "ms", rel_tol=1.0, abs_tol=1.0),
+        "lag_p99_ms": Figure("replication lag p99", "ms", rel_tol=1.0, abs_tol=2.0),
+        "lag_max_ms": Figure("replication lag max", "ms", rel_tol=2.0, abs_tol=5.0),
+        "missing_on_replica": Figure("acknowledged writes missing on the replica", abs_tol=0),
+    }
+    summary = ("{missing_on_replica} of {writes_acked} writes acknowledged by the primary were missing on the "
+               "replica (replication lag p50 {lag_p50_ms}, p99 {lag_p99_ms})",
+               "an INSERT on the replica was refused with MariaDB error {replica_write_errno}")
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
-        return (f"every write acknowledged by the primary ({PRIMARY}) is present on the replica ({REPLICA}) "
-                f"(each polled until visible, <= {p['visible_timeout']:g} s, then all re-checked <= "
-                f"{p['final_timeout']:g} s); lag (ack on the primary -> visible on the replica, one clock) p50/p99 "
-                f"reported; an INSERT on the replica is rejected with MariaDB error {READ_ONLY_ERRNO} (read-only). "
-                f"Inconclusive with fewer than {p['min_writes']} acknowledged writes")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"{p['writes']} writes on the primary ({PRIMARY}), one after another every {p['interval'] * 1000:g} ms, "
+                f"each polled on the replica ({REPLICA}) until visible (<= {p['visible_timeout']:g} s), then all "
+                f"re-checked (<= {p['final_timeout']:g} s); lag = ack on the primary -> visible on the replica (one "
+                f"clock); then one INSERT on the replica")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         db = lab.service(REPLICA, "mariadb")
@@ -57,7 +71,6 @@ class PrimaryReplica(Experiment):
         (out / STATUS).write_text(json.dumps(status, indent=2) + "\n")
 
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
-        rule = self.rule_text(params)
         with open(raw / LAG, newline="") as f:
             rows = list(csv.DictReader(f))
         lines = [ln for ln in (raw / SUMMARY).read_text().splitlines() if ln.startswith("{")]
@@ -85,14 +98,4 @@ class PrimaryReplica(Experiment):
                         f"C7: {len(lags)} writes on {PRIMARY} -> visible on {REPLICA}",
                         "milliseconds", log_x=True,
                         bounds=[(m["lag_p99_ms"], "lag p99")] if m["lag_p99_ms"] else [])
-        v = Verdict(INCONCLUSIVE, rule, m, plots=[str(png)])
-        if len(acked) < params["min_writes"]:
-            v.reasons.append(f"only {len(acked)} writes were acknowledged by the primary")
-            return v
-        checks = {f"every acknowledged write is on the replica ({len(missing)} missing)": not missing,
-                  f"lag p99 measured ({m['lag_p99_ms']} ms over {len(lags)} writes)": m["lag_p99_ms"] is not None,
-                  f"write on the replica rejected read-only (errno {attempt.get('errno')})":
-                      bool(attempt.get("rejected")) and attempt.get("errno") == READ_ONLY_ERRNO}
-        v.verdict = decide(checks)
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
-        return v
+        return self.verdict(case, m, params, [png])

@@ -10,7 +10,7 @@ from experiments.faults import FaultLog, first, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import rounded
-from experiments.verdict import INCONCLUSIVE, Verdict, decide, inconclusive
+from experiments.verdict import Check, Figure, P, Verdict, gate, inconclusive
 
 PRIMARY, REPLICA = "server1", "server2"
 LOAD = "rw"   # raw/<case>/rw.csv: mixload of reads (GET /api/items) and writes (POST /api/items)
@@ -32,16 +32,32 @@ class SingleWriter(Experiment):
     design = "distributed"
     defaults = {"base": "http://www.foobar.com", "rate": 40.0, "timeout": 2.0, "before_s": 3.0, "down_s": 5.0,
                 "after_s": 4.0, "settle_s": 0.5, "ready_timeout": 30.0, "healthy": 0.99, "min_requests": 30}
-    key_values = ("down_write_success", "down_replica_read_success", "down_read_success")
+    checks = (
+        gate("faults_ok", "==", True, "stopping and restarting the primary's MariaDB succeeded"),
+        gate("before_write_success", ">=", P("healthy"), "write success before the stop", "%",
+             fail="writes were not healthy before the stop"),
+        gate("before_read_success", ">=", P("healthy"), "read success before the stop", "%",
+             fail="reads were not healthy before the stop"),
+        gate("down_writes", ">=", P("min_requests"), "writes in the window"),
+        gate("down_replica_reads", ">=", P("min_requests"), "replica reads in the window"),
+        Check("down_write_success", "==", 0, "write success while the primary is down", "%"),
+        Check("down_replica_read_success", ">=", P("healthy"), f"success of the reads served by {REPLICA} (its app "
+              "reads its local replica) while the primary is down", "%"),
+    )
+    figures = {
+        "down_write_success": Figure("write success while the primary was down", "%", abs_tol=0.01),
+        "down_replica_read_success": Figure("replica read success while the primary was down", "%", abs_tol=0.01),
+        "down_read_success": Figure("read success (all servers) while the primary was down", "%", abs_tol=0.1),
+    }
+    summary = ("while the only writable database was stopped {down_write_success} of {down_writes} writes succeeded",
+               f"reads answered from the replica ({REPLICA}) succeeded {{down_replica_read_success}} of "
+               "{down_replica_reads}")
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
-        return (f"while {PRIMARY}'s MariaDB (the only writable one) is stopped (requests sent from the stop + "
-                f"{p['settle_s']:g} s and answered before the restart begins), writes (POST /api/items through the load balancer, {p['rate'] / 2:g}/s) succeed 0%, "
-                f"and reads answered from the replica (GET /api/items served by {REPLICA}, whose app reads its local "
-                f"replica) succeed >= {p['healthy']:.0%}; reads served by {PRIMARY} (its local database is the stopped one) "
-                f"are reported, not judged. Inconclusive when reads or writes succeed < {p['healthy']:.0%} before the stop "
-                f"or fewer than {p['min_requests']} writes / replica reads fall in the window")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"reads (GET /api/items) and writes (POST /api/items) through the load balancer, {p['rate'] / 2:g}/s "
+                f"each, while {PRIMARY}'s MariaDB (the only writable one) is stopped for {p['down_s']:g} s. The "
+                f"window: requests sent from the stop + {p['settle_s']:g} s and answered before the restart begins; "
+                f"reads served by {PRIMARY} (its local database is the stopped one) are reported, not judged")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         faults = FaultLog(lab, out / "faults.csv")
@@ -83,6 +99,7 @@ class SingleWriter(Experiment):
         def kind(rs: list[lb.MixRow], k: str, by: str | None = None) -> list[lb.MixRow]:
             return [r for r in rs if r.kind == k and (by is None or r.served_by == by)]
         m: dict[str, Any] = {
+            "faults_ok": stop.ok and start.ok,
             "before_write_success": rounded(rate(kind(before, "write"))), "before_read_success": rounded(rate(kind(before, "read"))),
             "down_window_s": rounded(t1 - t0, 3), "down_writes": len(kind(down, "write")),
             "down_write_success": rounded(rate(kind(down, "write"))),
@@ -98,28 +115,10 @@ class SingleWriter(Experiment):
             "down_write_statuses": sorted({str(r.status or r.error.split(':')[0]) for r in kind(down, "write")})}
         win = [(stop.t_begin, start.t_end, f"{PRIMARY} MariaDB stopped")]
         marks = [(stop.t_begin, "stop"), (start.t_end, "started")]
-        v = Verdict(INCONCLUSIVE, rule, m, plots=[
-            str(plots.served_timeline([(r.t_sched, r.served_by, r.ok) for r in kind(rows, k)], [PRIMARY, REPLICA],
+        pngs = [plots.served_timeline([(r.t_sched, r.served_by, r.ok) for r in kind(rows, k)], [PRIMARY, REPLICA],
                                       plots_dir / f"{k}s-timeline.png",
                                       f"C8 single-writer: {k}s (GET/POST /api/items) by answering server",
-                                      windows=win, marks=marks)) for k in ("read", "write")])
-        if not stop.ok or not start.ok:
-            v.reasons.append("stopping or restarting the primary's MariaDB failed")
-            return v
-        if any(x is None or x < params["healthy"] for x in (m["before_write_success"], m["before_read_success"])):
-            v.reasons.append(f"reads/writes were not healthy before the stop ({m['before_read_success']}, "
-                             f"{m['before_write_success']})")
-            return v
-        if m["down_writes"] < params["min_requests"] or m["down_replica_reads"] < params["min_requests"]:
-            v.reasons.append(f"too few requests in the window ({m['down_writes']} writes, {m['down_replica_reads']} "
-                             f"replica reads)")
-            return v
-        checks = {f"writes 0% while the primary is down ({m['down_write_success']:.1%} of {m['down_writes']})":
-                      m["down_write_success"] == 0.0,
-                  f"reads from the replica >= {params['healthy']:.0%} ({m['down_replica_read_success']:.1%} of "
-                  f"{m['down_replica_reads']})": m["down_replica_read_success"] >= params["healthy"]}
-        v.verdict = decide(checks)
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()] + [
+                                      windows=win, marks=marks) for k in ("read", "write")]
+        return self.verdict(case, m, params, pngs, notes=[
             f"reads served by {PRIMARY} while its database was down: {m['down_primary_host_read_success']} success "
-            f"(its app reads the local, stopped database; HAProxy's /health check does not look at the database)"]
-        return v
+            f"(its app reads the local, stopped database; HAProxy's /health check does not look at the database)"])

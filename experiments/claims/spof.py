@@ -11,7 +11,7 @@ from experiments.faults import FaultLog, first, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import between, outages, read_probe, rounded, success_rate
-from experiments.verdict import Verdict, decide, inconclusive
+from experiments.verdict import REFUTED, Check, Figure, P, Verdict, gate, inconclusive
 
 # case -> (host whose web tier fails, success while it is down: "zero" or "stays")
 EXPECT = {"one-server": ("server1", "zero"), "distributed": ("server1", "stays")}
@@ -30,19 +30,39 @@ class Spof(Experiment):
     defaults = {"url": "http://www.foobar.com/", "interval": 0.02, "timeout": 1.0, "before_s": 3.0,
                 "fault_s": 4.0, "after_s": 4.0, "fault": "kill", "service": "nginx", "settle_s": 0.1,
                 "min_fault_requests": 50, "healthy": 0.99, "ready_timeout": 20.0}
-    key_values = ("one-server.fault_success", "one-server.recovery_s", "distributed.fault_success",
-                  "distributed.fault_requests", "distributed.after_success")
+    checks = (
+        gate("faults_ok", "==", True, "the fault and the restore succeeded"),
+        gate("baseline_success", ">=", P("healthy"), "success before the fault", "%",
+             fail="the site was not healthy before the fault"),
+        gate("fault_requests", ">=", P("min_fault_requests"), "requests in the fault window"),
+        Check("fault_success", "==", 0, "success while the web tier is down", "%", cases=("one-server",)),
+        Check("fault_success", ">=", P("healthy"), "success while the web tier is down", "%", cases=("distributed",)),
+        Check("after_success", ">=", P("healthy"), "success from 1 s after the restore completes", "%",
+              missing=REFUTED, absent="no request was sent after the restore"),
+    )
+    figures = {
+        "one-server.fault_success": Figure("success while the web tier was down, one server", "%", abs_tol=0.01),
+        "one-server.longest_outage_s": Figure("longest outage, one server", "s", rel_tol=0.25),
+        "one-server.recovery_s": Figure("restore to the first success, one server", "s", rel_tol=0.5),
+        "distributed.fault_success": Figure("success while server1's web tier was down, two servers", "%",
+                                            abs_tol=0.01),
+        "distributed.fault_requests": Figure("requests while server1's web tier was down, two servers",
+                                             rel_tol=0.1),
+        "distributed.after_success": Figure("success after the restore, two servers", "%", abs_tol=0.01),
+    }
+    summary = ("when server1's web tier failed, the one-server site answered {one-server.fault_success} of "
+               "{one-server.fault_requests} requests (longest outage {one-server.longest_outage_s})",
+               "behind the load balancer {distributed.fault_success} of {distributed.fault_requests} succeeded, "
+               "served by {distributed.fault_served_by:names}")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(name, name, {}) for name in EXPECT]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
-        return (f"one-server: 0% success while failed; distributed: success stays >= {p['healthy']:.0%} while "
-                f"server1's web tier is down. Requests sent while the web tier is down (from the {p['fault']} + {p['settle_s']} s until "
-                f"the restore begins; >= {p['min_fault_requests']} of them) are judged; requests sent from "
-                f"1 s after the restore completes succeed >= {p['healthy']:.0%} (both designs); before the fault >= "
-                f"{p['healthy']:.0%} (else inconclusive)")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"a probe requests {p['url']} every {p['interval'] * 1000:.0f} ms; server1's web tier fails "
+                f"({p['fault']}: {'its link down' if p['fault'] == 'link' else 'SIGKILL of ' + p['service']}) for "
+                f"{p['fault_s']:g} s, then is restored. The fault window: requests sent from the {p['fault']} + "
+                f"{p['settle_s']:g} s until the restore begins; before the fault: requests answered before it")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         host = EXPECT[case.name][0]
@@ -88,7 +108,7 @@ class Spof(Experiment):
         after = [r for r in rows if r.t_send >= restore.t_end + 1.0]
         recovered = next((r for r in rows if r.t_send >= restore.t_begin and r.ok), None)
         longest = max((o.seconds for o in outages(between(rows, fault.t_begin, restore.t_end + 1.0))), default=0.0)
-        m = {"requests": len(rows), "baseline_success": rounded(success_rate(base)),
+        m = {"faults_ok": fault.ok and restore.ok, "requests": len(rows), "baseline_success": rounded(success_rate(base)),
              "fault_window_s": rounded(f1 - f0, 3), "fault_requests": len(during),
              "fault_success": rounded(success_rate(during)), "after_requests": len(after),
              "after_success": rounded(success_rate(after)), "longest_outage_s": rounded(longest, 3),
@@ -100,22 +120,4 @@ class Spof(Experiment):
                                  plots_dir / f"{case.name}-availability.png",
                                  f"C1 spof ({case.name}): probe every {params['interval'] * 1000:.0f} ms",
                                  marks=[(fault.t_begin, fault.action), (restore.t_end, "restored")])
-        v = Verdict("inconclusive", rule, m, plots=[str(png)])
-        if not restore.ok or not fault.ok:
-            v.reasons.append(f"the fault or the restore itself failed: {fault.detail or restore.detail}")
-            return v
-        if not base or success_rate(base) < params["healthy"]:
-            v.reasons.append(f"the site was not healthy before the fault ({m['baseline_success']})")
-            return v
-        if len(during) < params["min_fault_requests"]:
-            v.reasons.append(f"only {len(during)} requests fell in the fault window")
-            return v
-        if EXPECT[case.name][1] == "zero":
-            during_check = ("0% success while failed", success_rate(during) == 0.0)
-        else:  # a redundant design: the site stays up
-            during_check = (f"success stays >= {params['healthy']:.0%} while failed", success_rate(during) >= params["healthy"])
-        checks = {during_check[0]: during_check[1],
-                  f"recovered (>= {params['healthy']:.0%}) after restore": bool(after) and success_rate(after) >= params["healthy"]}
-        v.verdict = decide(checks)
-        v.reasons = [f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items()]
-        return v
+        return self.verdict(case, m, params, [png])

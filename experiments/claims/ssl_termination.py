@@ -12,7 +12,7 @@ from experiments.fidelity import window
 from experiments.load import parse_wrk, run_wrk
 from experiments.registry import register
 from experiments.stats import rounded
-from experiments.verdict import Verdict
+from experiments.verdict import Check, Figure, P, Verdict, gate
 
 MODES = ("terminate", "reencrypt")
 LINKS = {"client-link": ("client", "s1"), "lb-back": ("lb1", "s2")}
@@ -38,22 +38,39 @@ class SslTermination(Experiment):
     defaults = {"login_url": "https://www.foobar.com/login",
                 "cost_urls": {"static": "https://www.foobar.com/static/hello.txt", "app": "https://www.foobar.com/"},
                 "wrk_s": 4.0, "wrk_connections": 8, "wrk_threads": 2, "min_tls_app_data": 2}
-    key_values = ("terminate.static_rps", "reencrypt.static_rps", "terminate.app_rps", "reencrypt.app_rps",
-                  "reencrypt_static_rps_ratio", "reencrypt_app_rps_ratio")
     timing_sensitive = False  # the verdict is about bytes on the wire; the cost is reported, not judged
+    checks = (
+        gate("login_http_code", "==", "200", "the login's HTTP status", fail="the login did not succeed"),
+        gate("links_without_payload", "==", 0, "captured links without TCP payload",
+             fail="the capture missed the login"),
+        gate("cost_not_measured", "==", 0, "cost URLs wrk did not measure", fail="the cost is not measured"),
+        *(Check(f"{link.replace('-', '_')}_password_frames", ">=" if shown else "==", 1 if shown else 0,
+                f"frames showing the password on {link}", cases=(mode,))
+          for mode, links in EXPECT.items() for link, shown in links.items()),
+        Check("lb_back_tls_app_data", ">=", P("min_tls_app_data"), "TLS ApplicationData records on lb-back",
+              cases=("reencrypt",)),
+    )
+    figures = {
+        "terminate.static_rps": Figure("static req/s over HTTPS, terminate", "req/s", rel_tol=0.3),
+        "reencrypt.static_rps": Figure("static req/s over HTTPS, reencrypt", "req/s", rel_tol=0.3),
+        "terminate.app_rps": Figure("app req/s over HTTPS, terminate", "req/s", rel_tol=0.3),
+        "reencrypt.app_rps": Figure("app req/s over HTTPS, reencrypt", "req/s", rel_tol=0.3),
+        "reencrypt_static_rps_ratio": Figure("static req/s reencrypt / terminate", "x", abs_tol=0.15),
+        "reencrypt_app_rps_ratio": Figure("app req/s reencrypt / terminate", "x", abs_tol=0.15),
+    }
+    summary = ("with TLS ended at the load balancer the password crossed lb-back in clear (frames "
+               "{terminate.lb_back_password_frames:names})",
+               "re-encrypted, in frames: {reencrypt.lb_back_password_frames:names}, at {reencrypt_static_rps_ratio} "
+               "of terminate's req/s on the static page and {reencrypt_app_rps_ratio} on the app")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(m, "secured", {"params": {"tls": m, "monitoring": False}}) for m in MODES]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
+    def procedure(self, p: dict[str, Any]) -> str:
         return (f"pcaps of the client link and of lb1's backend link (lb-back) during one login over HTTPS, "
-                f"searched byte-exact with Scapy for '{PASSWORD}': terminate - found on lb-back, not on the client "
-                f"link; reencrypt - found on neither, and lb-back carries >= {p['min_tls_app_data']} TLS "
-                f"ApplicationData records; the login answers 200 and both captures hold traffic (else "
-                f"inconclusive). Cost reported, not judged: wrk ({p['wrk_connections']} connections, "
-                f"{p['wrk_s']:g} s) over HTTPS against {', '.join(p['cost_urls'])} in each mode "
-                f"(inconclusive if wrk did not run)")
+                f"searched byte-exact with Scapy for '{PASSWORD}', in each TLS mode. Cost reported, not judged: wrk "
+                f"({p['wrk_connections']} connections, {p['wrk_s']:g} s) over HTTPS against "
+                f"{', '.join(p['cost_urls'])} in each mode")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         capture_login(lab, out, LINKS, params["login_url"])
@@ -86,7 +103,6 @@ class SslTermination(Experiment):
         return out
 
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
-        rule = self.rule_text(params)
         login = json.loads((raw / "login.json").read_text())
         found = {name: search(raw / f"{name}.pcap") for name in LINKS}
         m: dict[str, Any] = {"login_http_code": login["http_code"]}
@@ -102,34 +118,14 @@ class SslTermination(Experiment):
         pngs = [str(plots.table(rows, EVIDENCE_COLUMNS, plots_dir / f"{case.name}-evidence.png",
                                 f"C11 tls={case.name}: what a sniffer sees of one login", highlight=hot))]
         pngs.append(str(self.cost_plot(raw.parent, params, plots_dir)))
-        v = Verdict("inconclusive", rule, m, plots=pngs)
-        if login["http_code"] != "200":
-            v.reasons.append(f"the login did not succeed (curl: {login['curl'] or login['stderr']})")
-            return v
-        empty = [n for n, r in found.items() if not r["data_segments"]]
-        if empty:
-            v.reasons.append(f"no TCP payload captured on {', '.join(empty)}: the capture missed the login")
-            return v
-        missing = [n for n in params["cost_urls"] if f"{n}_rps" not in cost]
-        if missing:
-            v.reasons.append(f"wrk did not run for {', '.join(missing)}: the cost is not measured")
-            return v
-        checks = {}
-        for name, must in EXPECT[case.name].items():
-            hits = found[name]["password_frames"]
-            checks[f"password {'in clear' if must else 'absent'} on {name}" +
-                   (f" (frames {hits[:6]})" if hits else "")] = bool(hits) == must
-        if case.name == "reencrypt":
-            n = found["lb-back"]["tls_app_data"]
-            checks[f"lb-back carries TLS ({n} ApplicationData records)"] = n >= params["min_tls_app_data"]
-        v.verdict = "supported" if all(checks.values()) else "refuted"
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
-        v.reasons.append("cost: " + ", ".join(f"{n} {cost[f'{n}_rps']:g} req/s p99 {cost[f'{n}_p99_ms']} ms"
-                                              for n in params["cost_urls"]))
+        m.update({"links_without_payload": [n for n, r in found.items() if not r["data_segments"]],
+                  "cost_not_measured": [n for n in params["cost_urls"] if f"{n}_rps" not in cost]})
+        notes = ["cost: " + ", ".join(f"{n} {cost[f'{n}_rps']:g} req/s p99 {cost[f'{n}_p99_ms']} ms"
+                                      for n in params["cost_urls"] if f"{n}_rps" in cost)]
         saturated, _, why = fidelity.assess(raw)
         if saturated:  # wrk is closed loop: on 2 cores the machine, not the design, is what it saturates
-            v.reasons.append(f"cost caveat: {why}")
-        return v
+            notes.append(f"cost caveat: {why}")
+        return self.verdict(case, m, params, pngs, notes)
 
     def cost_plot(self, raw_dir: Path, params: dict[str, Any], plots_dir: Path) -> Path:
         """req/s and p99 of every mode that ran, side by side (drawn from each case's wrk output)."""

@@ -12,7 +12,7 @@ from experiments.faults import FaultLog, first, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import percentile, rounded
-from experiments.verdict import INCONCLUSIVE, REFUTED, SUPPORTED, Verdict, inconclusive
+from experiments.verdict import INCONCLUSIVE, Check, Figure, P, Verdict, gate, inconclusive
 
 WRITES = "writes.csv"
 EVENTS = "failover-events.csv"   # the failover manager's events.csv, copied
@@ -66,21 +66,32 @@ class WriterFailover(Experiment):
     design = "scaled"
     defaults = {"count": 3, "url": "https://www.foobar.com/api/items", "interval": 0.02, "timeout": 2.0,
                 "before_s": 3.0, "failover_timeout": 15.0, "after_s": 4.0, "min_before": 20}
-    key_values = ("failovers", "acked", "lost", "write_outage_p50_s", "write_outage_max_s")
+    checks = (
+        gate("kill_ok", "==", True, "the kill of db1's MariaDB succeeded", fail="the kill failed"),
+        gate("acked_before", ">=", P("min_before"), "writes acknowledged before the kill"),
+        Check("lost", "==", 0, "acknowledged writes missing from db2's items table"),
+        Check("acked_after", ">=", 1, "writes acknowledged after the failover"),
+    )
+    figures = {
+        "failovers": Figure("failovers run", abs_tol=0),
+        "acked": Figure("acknowledged writes, all failovers", rel_tol=0.3),
+        "lost": Figure("acknowledged writes lost", abs_tol=0),
+        "write_outage_p50_s": Figure("median write outage", "s", abs_tol=0.5),
+        "write_outage_max_s": Figure("longest write outage", "s", abs_tol=1.0),
+    }
+    summary = ("over {failovers_judged} failovers of the primary database {lost} of {acked} acknowledged writes were "
+               "lost, writes stopping for {write_outage_p50_s} (median; longest {write_outage_max_s})",)
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(case_name(i), "scaled", {"params": {"monitoring": False}}) for i in range(1, int(params["count"]) + 1)]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
+    def procedure(self, p: dict[str, Any]) -> str:
         return (f"per failover (a fresh scaled lab each; {p['count']} of them, --param count=N for more): a writer "
                 f"posts items over HTTPS one after another every {p['interval'] * 1000:g} ms, recording each "
                 f"acknowledged id (201); db1's MariaDB is SIGKILLed after {p['before_s']:g} s; the failover "
                 f"manager promotes db2 and moves db-primary.foobar.com; {p['after_s']:g} s after that the writer "
-                f"stops. supported: every acknowledged id is in db2's items table and writes were acknowledged "
-                f"again after the failover; refuted: an acknowledged id is missing, or writes never resumed. "
-                f"Write outage = the longest gap between consecutive acknowledgements from 1 s before the kill on (the last ack before the outage -> the first after it; reported). Inconclusive: fewer than "
-                f"{p['min_before']} writes acknowledged before the kill, or the kill failed")
+                f"stops. Write outage = the longest gap between consecutive acknowledgements from 1 s before the "
+                f"kill on (the last ack before the outage -> the first after it; reported)")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         faults = FaultLog(lab, out / "faults.csv")
@@ -119,7 +130,7 @@ class WriterFailover(Experiment):
         if kill is None:
             return inconclusive(rule, "faults.csv lacks the kill of db1's MariaDB")
         events = read_events(raw / EVENTS) if (raw / EVENTS).exists() else []
-        m: dict[str, Any] = failover_numbers(writes, present, kill.t_begin)
+        m: dict[str, Any] = {**failover_numbers(writes, present, kill.t_begin), "kill_ok": kill.ok}
         ev = {name: t for t, name, _ in reversed(events)}
         for name in ("primary-down", "promoted", "dns-updated"):
             m[f"{name.replace('-', '_')}_after_kill_s"] = rounded(ev[name] - kill.t_begin, 3) if name in ev else None
@@ -127,20 +138,9 @@ class WriterFailover(Experiment):
         m["present_rows"] = len(present)
         pngs = [str(self.timeline(case, writes, kill.t_begin, ev, plots_dir))]
         pngs.append(str(self.outage_plot(raw.parent, plots_dir)))
-        v = Verdict("inconclusive", rule, m, plots=pngs)
-        if not kill.ok:
-            v.reasons.append(f"the kill failed: {kill.detail}")
-            return v
-        if m["acked_before"] < params["min_before"]:
-            v.reasons.append(f"only {m['acked_before']} writes acknowledged before the kill")
-            return v
-        checks = {f"0 acknowledged writes lost ({m['lost']} of {m['acked']})": m["lost"] == 0,
-                  f"writes acknowledged again after the failover ({m['acked_after']})": m["acked_after"] > 0}
-        v.verdict = SUPPORTED if all(checks.values()) else REFUTED
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
-        v.reasons.append(f"write outage {m['write_outage_s']} s; promoted {m['promoted_after_kill_s']} s and DNS moved "
-                         f"{m['dns_updated_after_kill_s']} s after the kill")
-        return v
+        return self.verdict(case, m, params, pngs, notes=[
+            f"write outage {m['write_outage_s']} s; promoted {m['promoted_after_kill_s']} s and DNS moved "
+            f"{m['dns_updated_after_kill_s']} s after the kill"])
 
     def timeline(self, case: Case, writes: list[dict[str, Any]], t_kill: float, ev: dict[str, float],
                  plots_dir: Path) -> Path:
