@@ -166,6 +166,27 @@ class Policy:
             raise PolicyError(f"id: no rule {rule_id!r}")
         return replace(self, rules=tuple(r for r in self.rules if r.id != rule_id))
 
+    def admits(self, src: str, dst: str, proto: str, port: Optional[int] = None) -> bool:
+        """Would the compiled flows let a new src -> dst connection (IPv4 addresses) of proto/port
+        through? Firewall off: yes. On: a matching deny rule wins over allow rules (it sits in a higher
+        priority band), an allow rule admits, and nothing matching is the default deny. "ip" rules
+        match every IP protocol; ARP rules cover both directions (compiler.py)."""
+        if not self.firewall:
+            return True
+        s, d = ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst)
+
+        def covers(endpoint: str, addr: ipaddress.IPv4Address) -> bool:
+            return any(net is None or addr in net for net in self.resolve(endpoint))
+
+        def hit(rule: Rule) -> bool:
+            if rule.proto == "arp" or proto == "arp":
+                ends = ((s, d), (d, s)) if rule.proto == proto == "arp" else ()
+            else:
+                ends = ((s, d),) if rule.proto in (proto, "ip") and rule.port in (None, port) else ()
+            return any(covers(rule.src, a) and covers(rule.dst, b) for a, b in ends)
+        hits = [r for r in self.rules if hit(r)]
+        return any(r.action == "allow" for r in hits) and not any(r.action == "deny" for r in hits)
+
 
 def load_policy(path: str) -> Policy:
     """Read and validate a policy file."""

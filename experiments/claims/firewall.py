@@ -13,6 +13,7 @@ from experiments import drive, plots
 from experiments.base import Case, Experiment, say
 from experiments.fidelity import window
 from experiments.registry import register
+from controllers.policy import parse_policy
 from hostapps.haproxy import HAProxy
 from hostapps.mariadb import MariaDB
 from experiments.verdict import Check, Figure, Verdict, gate, inconclusive
@@ -216,24 +217,14 @@ def read_nmap(raw: Path) -> dict[tuple[str, str, int], str]:
     return out
 
 
-def _matches(spec: str, host: str, policy: dict[str, Any]) -> bool:
-    entries = [h for h in policy.get("hosts", []) if h["name"] == host]
-    if spec == "any" or spec == host:
-        return True
-    if spec.startswith("role:"):
-        return any(h.get("role") == spec[5:] for h in entries)
-    try:
-        net = ipaddress.ip_network(spec, strict=False)
-    except ValueError:
-        return False
-    return any(ipaddress.ip_address(ip) in net for h in entries for ip in h.get("ips", []))
-
-
 def allowed(policy: dict[str, Any], src: str, dst: str, proto: str, port: int) -> bool:
-    """Does the policy let src open proto/port on dst (an allow rule matches, no deny rule does)?"""
-    hits = [r for r in policy.get("rules", []) if r["proto"] in (proto, "ip")
-            and r.get("port") in (None, port) and _matches(r["src"], src, policy) and _matches(r["dst"], dst, policy)]
-    return any(r.get("action", "allow") == "allow" for r in hits) and not any(r.get("action") == "deny" for r in hits)
+    """Does the policy let host src open proto/port on host dst (from any of its addresses, to any of
+    dst's, VIPs included)? The controller's own model decides (controllers.policy.Policy.admits)."""
+    model = parse_policy(policy)
+    addresses = {h.name: [] for h in model.hosts}
+    for h in model.hosts:
+        addresses[h.name] += list(h.addresses)
+    return any(model.admits(a, b, proto, port) for a in addresses.get(src, []) for b in addresses.get(dst, []))
 
 
 def rule_counters(raw: Path) -> dict[str, int]:

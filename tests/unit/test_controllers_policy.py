@@ -186,3 +186,22 @@ def test_live_rule_gets_default_id_and_policy_keeps_ids_unique():
     assert grown.without_rule("live-8").rules == policy.rules
     with pytest.raises(PolicyError, match="^id: no rule 'nope'"):
         policy.without_rule("nope")
+
+
+def test_admits_mirrors_the_compiled_priorities():
+    from controllers.policy import parse_policy
+    doc = {"firewall": True, "switches": [{"dpid": 1, "name": "s1"}],
+           "hosts": [{"name": "a", "role": "web", "ips": ["10.0.0.1"], "mac": "02:00:0a:00:00:01", "dpid": 1, "port": 1},
+                     {"name": "b", "role": "db", "ips": ["10.0.0.2"], "mac": "02:00:0a:00:00:02", "dpid": 1, "port": 2,
+                      "vips": ["10.0.0.9"]}],
+           "rules": [{"id": "web-db", "src": "role:web", "dst": "role:db", "proto": "tcp", "port": 3306, "action": "allow"},
+                     {"id": "any-ip", "src": "a", "dst": "10.0.0.9/32", "proto": "ip", "action": "allow"},
+                     {"id": "no-ssh", "src": "any", "dst": "b", "proto": "tcp", "port": 22, "action": "deny"},
+                     {"id": "arp", "src": "any", "dst": "any", "proto": "arp", "action": "allow"}]}
+    p = parse_policy(doc)
+    assert p.admits("10.0.0.1", "10.0.0.2", "tcp", 3306) and not p.admits("10.0.0.2", "10.0.0.1", "tcp", 3306)
+    assert p.admits("10.0.0.1", "10.0.0.9", "udp", 53)           # "ip" covers every protocol, to the VIP only
+    assert not p.admits("10.0.0.1", "10.0.0.2", "udp", 53)
+    assert not p.admits("10.0.0.1", "10.0.0.9", "tcp", 22)       # deny wins over allow
+    assert p.admits("10.0.0.2", "10.0.0.1", "arp")               # ARP both ways
+    assert parse_policy({**doc, "firewall": False}).admits("10.0.0.2", "10.0.0.1", "tcp", 22)

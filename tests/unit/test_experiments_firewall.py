@@ -15,6 +15,8 @@ from experiments.claims.firewall import allowed, listening, loopback, read_nmap,
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments" / "tools"))
 import synscan  # noqa: E402  (a tool script, imported by path)
 
+from topologies.base import mac_for  # noqa: E402
+
 T0 = 1_700_000_000.0
 IPS = {"client": ["10.0.0.100"], "dns": ["10.0.0.2", "10.0.1.2"], "lb1": ["10.0.0.10", "10.0.1.10"],
        "server1": ["10.0.1.11"], "server2": ["10.0.1.12"]}
@@ -27,8 +29,11 @@ RULES = [{"id": "arp", "src": "any", "dst": "any", "proto": "arp", "action": "al
          {"id": "lb-https", "src": "any", "dst": "lb1", "proto": "tcp", "port": 443, "action": "allow"},
          {"id": "lb-to-web", "src": "lb1", "dst": "role:web", "proto": "tcp", "port": 80, "action": "allow"},
          {"id": "app-to-primary-db", "src": "role:web", "dst": "server1", "proto": "tcp", "port": 3306, "action": "allow"}]
-POLICY = {"firewall": True, "hosts": [{"name": h, "role": ROLES[h], "ips": [ip]} for h, ips in IPS.items() for ip in ips],
-          "rules": RULES}
+# a whole policy document, as the lab hands the controller one (the claim judges with the controller's model)
+POLICY = {"firewall": True,
+          "hosts": [{"name": h, "role": ROLES[h], "ips": [ip], "mac": mac_for(ip), "dpid": 1 if ip.startswith("10.0.0.") else 2,
+                     "port": n} for n, (h, ip) in enumerate(((h, ip) for h, ips in IPS.items() for ip in ips), start=1)],
+          "switches": [{"dpid": 1, "name": "s1"}, {"dpid": 2, "name": "s2"}], "rules": RULES}
 LISTEN = {"client": [], "lb1": [80, 443, 8404], "server1": [80, 3306], "server2": [80, 3306], "dns": [53]}
 TCP_PORTS = [22, 53, 80, 443, 3306, 8000, 8080, 8404]
 TARGETS = {"client": {"lb1": "10.0.0.10", "server1": "10.0.1.11", "server2": "10.0.1.12"},
@@ -184,3 +189,12 @@ def test_synscan_classifies_answers() -> None:
     assert synscan.classify_udp(IP() / ICMP(type=3, code=3))[0] == "closed"
     assert synscan.classify_udp(None)[0] == "open|filtered"
     assert synscan.ports("22,80,8000-8002") == [22, 80, 8000, 8001, 8002]
+
+
+def test_allowed_counts_virtual_ips_as_the_controller_does() -> None:
+    from topologies.scaled import Scaled
+    from weblab.lab import service_defaults
+    doc = Scaled(monitoring=False).policy_document(service_defaults())
+    # the only HTTPS rule names the VIP: it reaches lb1 and lb2 only through their virtual address
+    assert allowed(doc, "client", "lb1", "tcp", 443) and allowed(doc, "client", "lb2", "tcp", 443)
+    assert not allowed(doc, "client", "web1", "tcp", 80) and allowed(doc, "lb2", "web1", "tcp", 80)
