@@ -506,7 +506,11 @@ class Lab:
                 step("stop process", partial(stop_popen, p))
             for svc in reversed(self.started_services):
                 step(f"stop {svc.name}", svc.stop)
-            if self.net is not None:
+            if self.net is not None and self.ovs is not None and not self.ovs.alive():
+                # Mininet's switch stop is an ovs-vsctl that waits for a dead ovs-vswitchd forever; the
+                # sweep below removes the hosts and links from the record instead.
+                problems.append("the switch daemons had died: their switches were not stopped cleanly")
+            elif self.net is not None:
                 step("stop mininet", self.net.stop)
             if self.ovs is not None:  # guarded too: its stop can time out (kernel datapath's exit --cleanup)
                 step("stop ovs", lambda: problems.extend(self.ovs.stop()))

@@ -78,6 +78,10 @@ class PrivateOVS:
                  self.dir / "ovs-vswitchd.log", vswitchd)
         self._run(["ovs-appctl", "-t", str(ctl), "version"])
 
+    def alive(self) -> bool:
+        """True while both daemons run (ovs-vsctl waits for ovs-vswitchd forever when it is gone)."""
+        return bool(self.procs) and all(ref.alive() for ref in self.procs)
+
     def vsctl(self, *args: str) -> str:
         """Run ovs-vsctl against this instance."""
         return self._run(["ovs-vsctl", f"--db=unix:{self.db_sock}", "--timeout=5", *args])
