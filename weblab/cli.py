@@ -164,9 +164,8 @@ def cmd_status(args) -> int:
         print(f"  link {line}")
     for s in state.services:
         print(f"  {s.kind}@{s.host}: {'up' if s.alive() else 'DOWN'} (log {s.log})")
-    for p in state.processes:
-        if p.name in ("ovs-vswitchd", "ovsdb-server", "controller") and not p.alive():
-            print(f"  {p.name}: DOWN (pid {p.pid} exited): the lab cannot forward; stop it with: sudo weblab down")
+    for p in running.dead_daemons(state):
+        print(f"  {p.name}: DOWN (pid {p.pid} exited): the lab cannot forward; stop it with: sudo weblab down")
     return 0
 
 

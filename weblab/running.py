@@ -8,7 +8,7 @@ from pathlib import Path
 
 from weblab.core import paths
 from weblab.core.errors import WeblabError
-from weblab.core.proc import wait_gone
+from weblab.core.proc import ProcRef, wait_gone
 from weblab.core.state import RunState, ServiceRecord, all_runs
 
 
@@ -55,6 +55,14 @@ def stop(state: RunState, timeout: float) -> None:
                           f"force it with: sudo weblab clean --force")
     if paths.run_dir(state.run_id).exists():
         raise WeblabError(f"the lab stopped but left {paths.run_dir(state.run_id)}; run: sudo weblab clean")
+
+
+VITAL = ("ovs-vswitchd", "ovsdb-server", "controller")  # without these the lab forwards nothing
+
+
+def dead_daemons(state: RunState) -> list[ProcRef]:
+    """The lab's own daemons (switch, controller) that have died under it."""
+    return [p for p in state.processes if p.name in VITAL and not p.alive()]
 
 
 def load_balancer(state: RunState, name: str | None = None) -> ServiceRecord:
