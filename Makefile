@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test unit integration bench lint clean-runs
+.PHONY: install demo test unit integration bench lint clean-runs reference
 
 install:            ## Debian packages, the venv with pinned packages, the weblab command
 	./install.sh
@@ -22,6 +22,10 @@ integration: install
 
 bench: install      ## bring-up / teardown times (median of 5) -> bench/results.json
 	$(PY) -m tests.bench --repeat 5 --out bench/results.json
+
+reference: install  ## the reference results: every claim three times on this machine -> results/reference/
+	$(PY) -m weblab run all --repeat 3 --out results/reference-runs || true
+	$(PY) -m experiments.reproduce results/reference-runs results/reference
 
 lint: install       ## pyflakes over the code (controllers/run.py's side-effect import is expected)
 	$(PY) -m pyflakes weblab topologies controllers hostapps experiments tests

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 import time
 import traceback
 from contextlib import AbstractContextManager
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from experiments import junit as junit_xml
-from experiments import metadata, progress, registry
+from experiments import metadata, progress, registry, reproduce
 from experiments.base import ERROR_FILE, Experiment, read_run_info, record_case
 from experiments.verdict import INCONCLUSIVE, REFUTED, SUPPORTED, Verdict, inconclusive
 
@@ -76,8 +75,9 @@ def run(slugs: list[str], repeat: int = 1, out: Path = Path("results"), junit: P
         if repeat > 1:
             summary = summarise(batch)
             (batch[-1].run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-            progress.say(f"{repeat} runs: verdicts {'agree' if summary['agreed'] else 'DISAGREE'}: "
-                         f"{summary['verdicts']}")
+            progress.say(f"{repeat} runs: verdicts agree {summary['agreement']}" if summary["agreed"] else
+                         f"{repeat} runs: verdicts DISAGREE ({summary['agreement']} {summary['verdicts'][0]}): " +
+                         "; ".join(f"run {d['run']} {d['verdict']}: {d['why']}" for d in summary["differed"]))
         results += batch
     progress.set_context("")
     progress.say(f"{len(results)} run(s) in {time.monotonic() - t0:.0f} s")
@@ -146,25 +146,13 @@ def _lab_record(case_dir: Path) -> dict[str, Any]:
 
 
 def summarise(batch: list[RunResult]) -> dict[str, Any]:
-    """Spread of the key numbers over repeated runs of one claim, and whether the verdicts agreed."""
-    exp = registry.get(batch[0].slug)
-    numeric = sorted({k for r in batch for k, v in r.verdict.measured.items() if _is_number(v)})
-    # The claim's key figures where the cases that ran produced them (a subset of cases may run).
-    keys = [k for k in exp.figures if k in numeric] or numeric
-    values: dict[str, dict[str, Any]] = {}
-    for key in keys:
-        xs = [float(r.verdict.measured[key]) for r in batch if _is_number(r.verdict.measured.get(key))]
-        if xs:
-            values[key] = {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
-            if key in exp.figures:
-                values[key].update(name=exp.figures[key].name, unit=exp.figures[key].unit)
-    verdicts = [r.verdict.verdict for r in batch]
-    return {"slug": batch[0].slug, "runs": [r.run_id for r in batch], "verdicts": verdicts,
-            "agreed": len(set(verdicts)) == 1, "values": values}
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+    """Repeat agreement of one claim's runs: do the verdicts agree (N/N, or which differed and why), and
+    per key figure the median, spread (IQR) and coefficient of variation (experiments.reproduce)."""
+    verdicts = [r.verdict for r in batch]
+    agree = reproduce.agreement(verdicts)
+    return {"slug": batch[0].slug, "runs": [r.run_id for r in batch], "verdicts": [v.verdict for v in verdicts],
+            "agreed": agree["agreed"], "agreement": agree["count"], "differed": agree["differed"],
+            "values": reproduce.figures_over(batch[0].slug, verdicts)}
 
 
 def exit_code(results: list[RunResult]) -> int:

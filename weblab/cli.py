@@ -366,6 +366,32 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from experiments import reproduce
+    try:
+        rows = reproduce.compare(Path(args.target), Path(args.reference))
+    except reproduce.ReproduceError as e:
+        raise WeblabError(str(e)) from None
+    print(reproduce.table(rows))
+    for r in rows:
+        for what in r.disagreements():
+            print(f"  {r.slug}: {what}")
+    if args.html:
+        Path(args.html).write_text(reproduce.html_page(rows, f"weblab compare {args.target}"))
+        print(f"html: {args.html}")
+    return 0 if all(r.agrees for r in rows) else 1
+
+
+def cmd_bundle(args) -> int:
+    from experiments import reproduce
+    try:
+        out = reproduce.bundle(Path(args.run_dir), Path(args.output))
+    except reproduce.ReproduceError as e:
+        raise WeblabError(str(e)) from None
+    print(f"bundle: {out} (unpack with tar xzf; re-judge with: weblab run --analyse-only FOLDER)")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="weblab", description=__doc__.split(":")[0] if __doc__ else None)
@@ -459,6 +485,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--analyse-only", metavar="RUN_DIR", help="redo the analysis of a finished run")
     run.add_argument("--param", action="append", metavar="KEY=VALUE", help="experiment parameter")
     run.set_defaults(fn=cmd_run)
+
+    cmp = sub.add_parser("compare", help="a run (folder, results folder or bundle) against the reference results")
+    cmp.add_argument("target", metavar="RUN_DIR|RESULTS|BUNDLE")
+    cmp.add_argument("--reference", default=str(paths.REPO / "results" / "reference"),
+                     help="the reference results (default: the repository's results/reference)")
+    cmp.add_argument("--html", metavar="FILE.html", help="also write the comparison as a page")
+    cmp.set_defaults(fn=cmd_compare)
+
+    bnd = sub.add_parser("bundle", help="pack a run (raw data, metadata, plots, verdict) to share it")
+    bnd.add_argument("run_dir", metavar="RUN_DIR")
+    bnd.add_argument("-o", "--output", required=True, metavar="FILE.tar.gz")
+    bnd.set_defaults(fn=cmd_bundle)
 
     rep = sub.add_parser("report", help="gather the newest verdicts into results/report.html")
     rep.add_argument("--out", default="results")
