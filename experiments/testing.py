@@ -172,8 +172,13 @@ class FakeLab:
         self.events.append("link_up")
         self.server.start()
 
-    def capture(self, host: str, intf: str, pcap: str | Path, bpf: str | None = None) -> "FakeCapture":
+    def capture(self, host: str, intf: str, pcap: str | Path, bpf: str | None = None, snaplen: int = 0,
+                buffer_kib: int = 0) -> "FakeCapture":
         return FakeCapture(Path(pcap))
+
+    def port_counters(self, host: str, switch: str) -> dict[str, int]:
+        """The fake lab has no switch: every counter stays 0."""
+        return {f"{side}_{k}": 0 for side in ("rx", "tx") for k in ("packets", "bytes", "dropped", "errors")}
 
     def teardown(self) -> None:
         for p in self.procs:
@@ -192,6 +197,9 @@ class FakeCapture:
         from scapy.utils import wrpcap
         wrpcap(str(self.path), [])
         return self.path
+
+    def stats(self) -> dict[str, int]:
+        return {"captured": 0, "received": 0, "dropped": 0, "lost": 0}
 
 
 def fake_lab_factory(server: LocalHttpServer, run_dir: Path, fail: bool = False):

@@ -238,6 +238,40 @@ def cmd_sniff(args) -> int:
     return 127
 
 
+def cmd_throughput(args) -> int:
+    from functools import partial
+
+    from experiments import throughput
+    try:
+        throughput.check_bin(args.bin)
+    except ValueError as e:
+        raise WeblabError(f"--bin: {e}") from None
+    if args.pcap and args.link:
+        raise WeblabError("give a LINK to capture live, or --pcap FILE to analyse, not both")
+    analyse = partial(throughput.analyse, bin_s=args.bin)
+    if args.pcap:
+        result = analyse(args.pcap, local=args.local)
+    elif args.link:
+        need_root("throughput")
+        from weblab import running
+        from weblab import throughput as live
+        live.check_duration(args.duration)
+        cap = live.measure(running.current(), args.link, args.duration, analyse, snaplen=args.snaplen, keep=args.write)
+        print(cap.describe())
+        result = cap.result
+    else:
+        raise WeblabError("what to measure? weblab throughput LINK --duration S (live), or --pcap FILE")
+    if args.out:
+        try:
+            result.write_csv(Path(args.out))
+        except OSError as e:
+            raise WeblabError(f"cannot write {args.out}: {e.strerror}") from None
+    print(result.text())
+    if args.out:
+        print(f"per-bin figures: {args.out}")
+    return 0
+
+
 def cmd_forward(args) -> int:
     need_root("forward")
     from weblab import forward, running
@@ -459,6 +493,18 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("--count", type=positive(int))
     sn.add_argument("--duration", type=positive(float))
     sn.set_defaults(fn=cmd_sniff)
+
+    tp = sub.add_parser("throughput", help="bits/s, packets/s and goodput of a link (live) or of any pcap")
+    tp.add_argument("link", nargs="?", help="capture this link of the running lab (an alias, HOST:SWITCH or an interface)")
+    tp.add_argument("--pcap", metavar="FILE", help="analyse this capture instead (no lab needed)")
+    tp.add_argument("--duration", type=float, default=5.0, help="seconds to capture live (default 5)")
+    tp.add_argument("--bin", type=float, default=0.1, help="bin width in seconds, dividing 1 s (default 0.1)")
+    tp.add_argument("-o", "--out", metavar="CSV", help="write per-bin figures (all, per direction, per flow)")
+    tp.add_argument("-w", "--write", metavar="FILE.pcap", help="keep the live capture in this file")
+    tp.add_argument("--snaplen", type=int, default=128, help="bytes kept per frame live (0: whole frames)")
+    tp.add_argument("--local", help="with --pcap: the capturing host's MAC or IP ('out' = what it sent; "
+                                    "default: the address in the most frames)")
+    tp.set_defaults(fn=cmd_throughput)
 
     fw = sub.add_parser("forward", help="reach HOST:PORT of the lab from this machine's 127.0.0.1")
     fw.add_argument("target", metavar="HOST:PORT")

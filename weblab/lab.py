@@ -477,10 +477,17 @@ class Lab:
         """Restore the link between a and b."""
         self._link_set(a, b, "up")
 
-    def capture(self, host: str, intf: str, pcap: str | Path, bpf: str | None = None):
+    def capture(self, host: str, intf: str, pcap: str | Path, bpf: str | None = None, snaplen: int = 0,
+                buffer_kib: int = 0):
         """Start tcpdump on intf inside host, writing pcap; returns a Capture to stop()."""
         from weblab.tcpdump import Capture
-        return Capture.start(self, host, intf, Path(pcap), bpf)
+        return Capture.start(self, host, intf, Path(pcap), bpf, snaplen=snaplen, buffer_kib=buffer_kib)
+
+    def port_counters(self, host: str, switch: str) -> dict[str, int]:
+        """The OpenFlow counters of switch's port facing host, read live from the switch: rx_* is what
+        the switch received from host (what host sent), tx_* what it sent to host."""
+        from weblab.ovs import parse_port_stats
+        return parse_port_stats(self.ovs.ofctl("dump-ports", switch, self.link_intfs(host, switch)[1]))
 
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:

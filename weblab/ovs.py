@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -86,6 +87,10 @@ class PrivateOVS:
         """Run ovs-vsctl against this instance."""
         return self._run(["ovs-vsctl", f"--db=unix:{self.db_sock}", "--timeout=5", *args])
 
+    def ofctl(self, *args: str) -> str:
+        """Run ovs-ofctl (OpenFlow 1.3, what the lab's bridges speak) against this instance."""
+        return self._run(["ovs-ofctl", "-O", "OpenFlow13", *args])
+
     def stop(self) -> list[str]:
         """Stop the daemons in reverse start order; returns problems met."""
         problems = []
@@ -99,3 +104,15 @@ class PrivateOVS:
                 problems.append(f"{ref.name} needed SIGKILL")
         self.procs.clear()
         return problems
+
+
+def parse_port_stats(text: str) -> dict[str, int]:
+    """`ovs-ofctl dump-ports BRIDGE PORT` as numbers: rx_/tx_ packets, bytes, dropped, errors (one port)."""
+    out: dict[str, int] = {}
+    for side in ("rx", "tx"):
+        m = re.search(side + r" pkts=(\d+|\?), bytes=(\d+|\?), drop=(\d+|\?), errs=(\d+|\?)", text)
+        if not m:
+            raise WeblabError(f"unexpected ovs-ofctl dump-ports output: {text.strip()[:200]!r}")
+        for key, value in zip(("packets", "bytes", "dropped", "errors"), m.groups()):
+            out[f"{side}_{key}"] = int(value) if value != "?" else -1
+    return out
