@@ -95,16 +95,19 @@ def parse_wrk(text: str) -> WrkResult:
         non_2xx_3xx=int(non2xx.group(1)) if non2xx else 0, errors=errors)
 
 
-def wrk_argv(url: str, duration: float, connections: int = 8, threads: int = 2, timeout: float = 5.0) -> list[str]:
-    """The wrk command line (closed loop, latency percentiles on)."""
+def wrk_argv(url: str, duration: float, connections: int = 8, threads: int = 2, timeout: float = 5.0,
+             headers: tuple[str, ...] = ()) -> list[str]:
+    """The wrk command line (closed loop, latency percentiles on; headers as 'Name: value')."""
     threads = max(1, min(threads, connections))
+    extra = [arg for h in headers for arg in ("-H", h)]
     return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
-            "--timeout", f"{max(1, round(timeout))}s", "--latency", url]
+            "--timeout", f"{max(1, round(timeout))}s", "--latency", *extra, url]
 
 
 def run_wrk(lab: Any, host: str, url: str, duration: float, out: Path, connections: int = 8,
-            threads: int = 2, timeout: float = 5.0) -> WrkResult:
+            threads: int = 2, timeout: float = 5.0, headers: tuple[str, ...] = ()) -> WrkResult:
     """Run wrk in host, save its raw output to out (the analysis re-parses it), return the numbers."""
-    res = lab.exec(host, wrk_argv(url, duration, connections, threads, timeout), timeout=duration + timeout + 15)
+    res = lab.exec(host, wrk_argv(url, duration, connections, threads, timeout, headers),
+                   timeout=duration + timeout + 15)
     Path(out).write_text(res.stdout + (f"\n# stderr:\n{res.stderr}" if res.stderr.strip() else ""))
     return parse_wrk(res.stdout)

@@ -250,3 +250,41 @@ def scan_matrix(cells: dict[tuple[str, str], str], out: Path, title: str) -> Pat
     ax.set_yticks([i + 0.5 for i in range(len(rows))], rows, fontsize=7)
     ax.set_title(title, fontsize=9)
     return _save(fig, out)
+
+
+def panels(panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float], str]]], out: Path, xlabel: str,
+           ylabel: str) -> Path:
+    """Stacked axes sharing x, one per key of panels (its title), each with named (xs, ys, style) series;
+    style is a matplotlib format, or 'step' for a step line."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.1 * len(panels)), sharex=True, squeeze=False)
+    for ax, (title, series) in zip(axes[:, 0], panels.items()):
+        for k, (name, (xs, ys, style)) in enumerate(series.items()):
+            if style == "step":
+                ax.step(xs, ys, where="post", lw=1.6, color="black", label=name)
+            else:
+                ax.plot(xs, ys, style, ms=3, lw=1.1, label=name, color=COLOURS[k % len(COLOURS)])
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.3)  # room for the legend above the lines
+        ax.legend(fontsize=7, loc="upper center", ncol=3)
+    axes[-1, 0].set_xlabel(xlabel)
+    return _save(fig, out)
+
+
+def stacked_bars(bars: dict[str, dict[str, float]], out: Path, title: str, ylabel: str) -> Path:
+    """One bar per key of bars, stacked from its parts (same part names across bars), totals on top."""
+    names = list(bars)
+    parts = list(dict.fromkeys(p for b in bars.values() for p in b))
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names) + 2), 4))
+    bottom = [0.0] * len(names)
+    for k, part in enumerate(parts):
+        ys = [bars[n].get(part, 0.0) for n in names]
+        ax.bar(range(len(names)), ys, 0.6, bottom=bottom, label=part, color=COLOURS[k % len(COLOURS)])
+        bottom = [b + y for b, y in zip(bottom, ys)]
+    for i, total in enumerate(bottom):
+        ax.text(i, total, f"{total:.0f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, out)

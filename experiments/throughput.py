@@ -97,9 +97,9 @@ class _Tls:
     __slots__ = ("next", "partial", "lost_at", "prev", "last_type", "stats")
 
     def __init__(self, at: int):
-        self.next: int | None = at
+        self.next: int | None = at      # where the next record header starts; None: framing lost
         self.partial = b""
-        self.lost_at = 0
+        self.lost_at: int | None = 0    # where it was lost (None: a new connection, nothing lost yet)
         self.prev = -1
         self.last_type = -1
         self.stats = TlsStats()
@@ -120,8 +120,9 @@ def _tls_feed(t: _Tls, s: int, e: int, payload: bytes, new_from: int) -> None:
     if p is None:
         if s < new_from or not _plausible(payload[:5]):
             return
-        t.stats.unparsed_bytes += max(0, s - t.lost_at)
-        t.stats.resyncs += 1
+        if t.lost_at is not None:
+            t.stats.unparsed_bytes += max(0, s - t.lost_at)
+            t.stats.resyncs += 1
         p = s
     st = t.stats
     while p < e:
@@ -159,7 +160,8 @@ def _tls_finish(t: _Tls, end: int) -> None:
     """At the end of the capture: a record cut off by it counts only its bytes that were seen."""
     st = t.stats
     if t.next is None:
-        st.unparsed_bytes += max(0, end - t.lost_at)
+        if t.lost_at is not None:
+            st.unparsed_bytes += max(0, end - t.lost_at)
     elif t.next > end and t.last_type in TLS_CONTENT_TYPES:
         name = TLS_CONTENT_TYPES[t.last_type]
         st.body_bytes[name] = max(0, st.body_bytes[name] - (t.next - end))
@@ -175,6 +177,18 @@ def _flow(l2src: bytes, ts: float, idx: int) -> list:
     return [0, 0, 0, 0, 0, 0, 0, 0, ts, ts, None, None, [0, 0, 0], None, l2src, idx, 0]
 
 
+def _restart(f: list) -> None:
+    """Close the books on a flow direction's sequence space before a new connection reuses its 5-tuple."""
+    t = f[TLS]
+    if t:
+        _tls_finish(t, f[HI])
+        # the same flow's figures go on; the framing starts again at the new stream's first record header
+        t.next, t.partial, t.lost_at, t.prev, t.last_type = None, b"", None, -1, -1
+    elif t is False:
+        f[TLS] = None
+    f[HI], f[HOLES], f[PROBES] = None, None, 0
+
+
 def _tcp(f: list, seq: int, flags: int, plen: int, data: bytes, at: int) -> int:
     """Account one TCP segment in its flow direction; returns the bytes it added to the goodput."""
     if flags & (SYN | FIN | RST):
@@ -183,6 +197,9 @@ def _tcp(f: list, seq: int, flags: int, plen: int, data: bytes, at: int) -> int:
         fl[1] += bool(flags & FIN)
         fl[2] += bool(flags & RST)
     hi = f[HI]
+    if hi is not None and flags & SYN and (seq + 1 - hi) & 0xFFFFFFFF > 0x10000:
+        _restart(f)  # a new connection on the same 5-tuple (a reused port): a new sequence space
+        hi = None
     if hi is None:
         s = seq + 1 if flags & SYN else seq
         f[HI] = hi = s

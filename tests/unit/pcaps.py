@@ -48,37 +48,51 @@ class Conversation:
     records: list[tuple[float, bytes, int]] = field(default_factory=list)
     sent_a: int = 0                 # payload bytes A has sent (the next A sequence offset)
     sent_b: int = 0
+    a_ip: str = A_IP
+    b_ip: str = B_IP
+    a_mac: str = A_MAC
+    b_mac: str = B_MAC
 
     def _add(self, data: bytes, wirelen: int | None = None) -> None:
         self.records.append((self.t, data, len(data) if wirelen is None else wirelen))
         self.t += self.step
 
+    def _a(self, seq: int, flags: str, payload: bytes = b"", ack: int = 0) -> bytes:
+        return frame(self.a_ip, self.b_ip, self.sport, self.dport, seq, flags, payload, ack=ack,
+                     smac=self.a_mac, dmac=self.b_mac)
+
+    def _b(self, seq: int, flags: str, payload: bytes = b"", ack: int = 0) -> bytes:
+        return frame(self.b_ip, self.a_ip, self.dport, self.sport, seq, flags, payload, ack=ack,
+                     smac=self.b_mac, dmac=self.a_mac)
+
     def handshake(self) -> "Conversation":
-        self._add(frame(A_IP, B_IP, self.sport, self.dport, self.isn_a, "S"))
-        self._add(frame(B_IP, A_IP, self.dport, self.sport, self.isn_b, "SA", ack=self.isn_a + 1,
-                        smac=B_MAC, dmac=A_MAC))
-        self._add(frame(A_IP, B_IP, self.sport, self.dport, self.isn_a + 1, "A", ack=self.isn_b + 1))
+        self._add(self._a(self.isn_a, "S"))
+        self._add(self._b(self.isn_b, "SA", ack=self.isn_a + 1))
+        self._add(self._a(self.isn_a + 1, "A", ack=self.isn_b + 1))
         return self
+
+    def sent_by(self, ip: str) -> int:
+        """Wire bytes of the frames ip sent."""
+        from experiments.capture import addr, headers
+        return sum(len(d) for _, d, _ in self.records if addr(headers(d, 1, len(d)).src) == ip)
 
     def a_sends(self, payload: bytes, at: int | None = None, advance: bool = True) -> int:
         """A segment from A at sequence offset at (default: the next); returns its frame length."""
         off = self.sent_a if at is None else at
-        data = frame(A_IP, B_IP, self.sport, self.dport, self.isn_a + 1 + off, "PA", payload, ack=self.isn_b + 1)
+        data = self._a(self.isn_a + 1 + off, "PA", payload, ack=self.isn_b + 1 + self.sent_b)
         self._add(data)
         if advance:
             self.sent_a = max(self.sent_a, off + len(payload))
         return len(data)
 
     def b_sends(self, payload: bytes) -> int:
-        data = frame(B_IP, A_IP, self.dport, self.sport, self.isn_b + 1 + self.sent_b, "PA", payload,
-                     ack=self.isn_a + 1 + self.sent_a, smac=B_MAC, dmac=A_MAC)
+        data = self._b(self.isn_b + 1 + self.sent_b, "PA", payload, ack=self.isn_a + 1 + self.sent_a)
         self._add(data)
         self.sent_b += len(payload)
         return len(data)
 
     def b_acks(self) -> int:
-        data = frame(B_IP, A_IP, self.dport, self.sport, self.isn_b + 1 + self.sent_b, "A",
-                     ack=self.isn_a + 1 + self.sent_a, smac=B_MAC, dmac=A_MAC)
+        data = self._b(self.isn_b + 1 + self.sent_b, "A", ack=self.isn_a + 1 + self.sent_a)
         self._add(data)
         return len(data)
 

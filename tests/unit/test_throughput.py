@@ -337,3 +337,16 @@ def test_live_throughput_needs_a_running_lab(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert cli.main(["throughput", "lb-back"]) == 2
     assert "needs root" in capsys.readouterr().err
+
+
+def test_a_reused_port_starts_a_new_sequence_space(tmp_path):
+    """wrk with a connection per request: a later connection may reuse a 5-tuple with a new ISN."""
+    c = Conversation(dport=443).handshake()
+    c.a_sends(tls_record(22, 200))
+    c.a_sends(tls_record(23, 100))
+    again = Conversation(dport=443, isn_a=2**31 + 12345, t=c.t + 1).handshake()
+    again.a_sends(tls_record(22, 200))
+    again.a_sends(tls_record(23, 300))
+    [f] = throughput.analyse(write_pcap(tmp_path / "p.pcap", c.records + again.records)).select(src=A_IP)
+    assert f.goodput_bytes == 2 * 205 + 105 + 305 and f.retrans_segments == 0 and f.syn == 2
+    assert f.tls.records == {"Handshake": 2, "ApplicationData": 2} and f.tls.unparsed_bytes == 0
