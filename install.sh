@@ -21,6 +21,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install.sh: installing ${#missing[@]} Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # tshark (the packet analysis benchmark's reference) asks whether non-root users may capture: no
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -q
   # --no-install-recommends keeps desktop tools out; package scripts may not start services here,
   # and weblab starts every daemon itself, in its own hosts.

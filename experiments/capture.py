@@ -102,37 +102,10 @@ class Pcap:
         with _scapy_warnings() as scapy_said:
             reader = self._open()
             try:
-                ng = isinstance(reader, RawPcapNgReader)
-                if not ng:
-                    self.linktype, self.snaplen = reader.linktype, reader.snaplen
-                    scale = 1e-9 if reader.nano else 1e-6
-                gz, consumed = isinstance(reader.f, gzip.GzipFile), PCAP_HEADER
-                read = reader._read_packet  # what __next__ calls, without a StopIteration per file
-                while True:
-                    try:
-                        data, meta = read()
-                    except EOFError:
-                        break
-                    except Exception as exc:  # a malformed record: keep what came before it
-                        self._warn(f"unreadable record after packet {self.packets}: {exc}")
-                        self.truncated = True
-                        break
-                    if ng:
-                        if data is None:
-                            continue  # a block that is not a packet
-                        ts = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol
-                        linktype, wirelen = meta.linktype, meta.wirelen
-                        self.linktype = linktype if self.linktype is None else self.linktype
-                    else:
-                        if len(data) < meta.caplen and len(data) < 0xFFFF:
-                            self.truncated = True  # the last record was cut mid-write
-                            break
-                        consumed += 16 + meta.caplen
-                        ts, linktype, wirelen = meta.sec + meta.usec * scale, self.linktype, meta.wirelen
-                    self.packets += 1
-                    yield ts, wirelen, data, linktype
-                if not ng and not gz and consumed < self.size:
-                    self.truncated = True  # a record header cut mid-write
+                if isinstance(reader, RawPcapNgReader):
+                    yield from self._pcapng(reader)
+                else:
+                    yield from self._pcap(reader)
             finally:
                 reader.close()
         if any("truncated" in m or "too short" in m or "Invalid" in m for m in scapy_said.messages):
@@ -140,6 +113,53 @@ class Pcap:
         if self.truncated:
             self._warn(f"{self.path.name} ends in a partly written record (a capture stopped mid-write?): "
                        f"analysed up to the last whole packet ({self.packets})")
+
+    def _pcap(self, reader: Any) -> Iterator[tuple[float, int, bytes, int]]:
+        """Classic pcap: a torn last record shows as fewer bytes than its header promised, or as bytes
+        left over after the last whole record."""
+        linktype = self.linktype = reader.linktype
+        self.snaplen = reader.snaplen
+        scale = 1e-9 if reader.nano else 1e-6
+        consumed, n = PCAP_HEADER, 0
+        read = reader._read_packet  # what __next__ calls, without a StopIteration per packet
+        try:
+            while True:
+                try:
+                    data, (sec, frac, wirelen, caplen) = read()
+                except EOFError:
+                    break
+                except Exception as exc:  # a malformed record: keep what came before it
+                    self._warn(f"unreadable record after packet {n}: {exc}")
+                    self.truncated = True
+                    break
+                if len(data) < caplen and len(data) < 0xFFFF:
+                    self.truncated = True  # the last record was cut mid-write
+                    break
+                consumed += 16 + caplen
+                n += 1
+                yield sec + frac * scale, wirelen, data, linktype
+        finally:
+            self.packets = n
+        if not isinstance(reader.f, gzip.GzipFile) and consumed < self.size:
+            self.truncated = True  # a record header cut mid-write
+
+    def _pcapng(self, reader: Any) -> Iterator[tuple[float, int, bytes, int]]:
+        read = reader._read_packet
+        while True:
+            try:
+                data, meta = read()
+            except EOFError:
+                break
+            except Exception as exc:
+                self._warn(f"unreadable block after packet {self.packets}: {exc}")
+                self.truncated = True
+                break
+            if data is None:
+                continue  # a block that is not a packet
+            if self.linktype is None:
+                self.linktype = meta.linktype
+            self.packets += 1
+            yield ((meta.tshigh << 32) | meta.tslow) / meta.tsresol, meta.wirelen, data, meta.linktype
 
     def _warn(self, text: str) -> None:
         if text not in self.warnings:

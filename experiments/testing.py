@@ -199,7 +199,7 @@ class FakeCapture:
         return self.path
 
     def stats(self) -> dict[str, int]:
-        return {"captured": 0, "received": 0, "dropped": 0, "lost": 0}
+        return {"captured": 0, "received": 0, "dropped": 0, "unwritten": 0, "lost": 0}
 
 
 def fake_lab_factory(server: LocalHttpServer, run_dir: Path, fail: bool = False):

@@ -170,11 +170,11 @@ def _tls_finish(t: _Tls, end: int) -> None:
 
 
 # per-flow mutable state, a list for speed: indexes
-P, W, PL, G, RS, RB, OS, OB, FIRST, LAST, HI, HOLES, FLAGS, TLS, L2, IDX, PROBES = range(17)
+P, W, PL, G, RS, RB, OS, OB, FIRST, LAST, HI, HOLES, FLAGS, TLS, L2, IDX, PROBES, CB, ACC = range(19)
 
 
 def _flow(l2src: bytes, ts: float, idx: int) -> list:
-    return [0, 0, 0, 0, 0, 0, 0, 0, ts, ts, None, None, [0, 0, 0], None, l2src, idx, 0]
+    return [0, 0, 0, 0, 0, 0, 0, 0, ts, ts, None, None, [0, 0, 0], None, l2src, idx, 0, -1, None]
 
 
 def _restart(f: list) -> None:
@@ -542,15 +542,18 @@ def analyse(pcap: str | Path, bin_s: float = 0.1, start: float | None = None, en
             f[G] += g
             acc[2] += g
         if f is not other and bins_open:
-            fk = (f[IDX], b)
-            fb = flow_bins.get(fk)
-            if fb is None:
-                if len(flow_bins) >= max_flow_bins:
-                    bins_open = res.flow_bins_complete = False
-                    res.warnings.append(f"more than {max_flow_bins} (flow, bin) pairs: per-flow bins stop "
-                                        f"there (totals stay exact)")
-                    continue
-                fb = flow_bins[fk] = [0, 0, 0]
+            if f[CB] != b:  # a new bin for this flow: the only dict lookup per flow and bin
+                fk = (f[IDX], b)
+                fb = flow_bins.get(fk)
+                if fb is None:
+                    if len(flow_bins) >= max_flow_bins:
+                        bins_open = res.flow_bins_complete = False
+                        res.warnings.append(f"more than {max_flow_bins} (flow, bin) pairs: per-flow bins stop "
+                                            f"there (totals stay exact)")
+                        continue
+                    fb = flow_bins[fk] = [0, 0, 0]
+                f[CB], f[ACC] = b, fb
+            fb = f[ACC]
             fb[0] += 1
             fb[1] += wirelen
             fb[2] += g

@@ -65,8 +65,9 @@ class Capture:
 
 
 def tcpdump_stats(text: str) -> dict[str, int]:
-    """The summary tcpdump prints at exit: packets captured, received by filter, dropped by kernel and
-    by interface; `lost` adds what the kernel saw but tcpdump never wrote. Empty if it printed none."""
+    """The summary tcpdump prints at exit: packets captured, received by filter, dropped by kernel and by
+    interface; `unwritten`: received but never written (those in flight as it stopped); `lost`: all of
+    these. Empty if it printed no summary."""
     out: dict[str, int] = {}
     for key, pattern in (("captured", r"(\d+) packets? captured"), ("received", r"(\d+) packets? received by filter"),
                          ("dropped", r"(\d+) packets? dropped by kernel"),
@@ -75,6 +76,6 @@ def tcpdump_stats(text: str) -> dict[str, int]:
         if m:
             out[key] = int(m.group(1))
     if "captured" in out:
-        out["lost"] = out.get("dropped", 0) + out.get("dropped_interface", 0) + \
-            max(0, out.get("received", out["captured"]) - out["captured"])
+        out["unwritten"] = max(0, out.get("received", out["captured"]) - out["captured"])
+        out["lost"] = out.get("dropped", 0) + out.get("dropped_interface", 0) + out["unwritten"]
     return out

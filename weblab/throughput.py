@@ -41,11 +41,13 @@ class LiveCapture:
     result: Any = None
 
     def describe(self) -> str:
-        """One line: what was captured, and whether tcpdump lost packets."""
+        """One line: what was captured, and whether tcpdump dropped packets."""
         s = self.stats
-        lost = s.get("lost")
+        dropped = s.get("dropped", 0) + s.get("dropped_interface", 0)
         counts = (f"{s.get('captured', '?')} packets captured, "
-                  + (f"{lost} LOST by tcpdump (figures are too low)" if lost else "none lost"))
+                  + (f"{dropped} DROPPED by tcpdump (the figures are too low)" if dropped else "none dropped"))
+        if s.get("unwritten"):
+            counts += f"; {s['unwritten']} more arrived as it stopped (not in the pcap)"
         kept = f"; pcap kept in {self.pcap}" if self.pcap else ""
         return f"{self.link} on {self.host}:{self.intf} for {self.seconds:.1f} s: {counts}{kept}"
 

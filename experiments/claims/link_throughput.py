@@ -30,7 +30,7 @@ from experiments.base import Case, Experiment, say
 from experiments.fidelity import window
 from experiments.load import parse_wrk, run_wrk
 from experiments.registry import register
-from experiments.verdict import INCONCLUSIVE, Verdict, decide
+from experiments.verdict import Check, Figure, P, Verdict, gate
 from weblab.core.wait import wait_for
 
 # link -> (the host whose end is captured, the switch, a host on that network)
@@ -122,8 +122,29 @@ def read_counters(path: Path) -> dict[str, list[tuple[float, int, int]]]:
     return out
 
 
-def within(value: float | None, ref: float | None, tol: float) -> bool:
-    return bool(value is not None and ref and abs(value / ref - 1) <= tol)
+CHECKS = (
+    gate("phases_unread", "==", 0, "phases without a switch counter reading at both ends",
+         fail="the switch counters were not read at both ends of a phase"),
+    gate("tcpdump_lost", "==", 0, "packets tcpdump lost (dropped, or seen and not written) over every capture",
+         fail="a capture is incomplete: tcpdump lost packets (a count that missed packets cannot be judged)"),
+    gate("pcaps_truncated", "==", 0, "pcaps cut mid-record", fail="a pcap ends in a partly written record"),
+    gate("tools_not_run", "==", 0, "phases whose tool (iperf3, wrk) did not run", "names",
+         fail="the load did not run"),
+    Check("goodput_iperf3_error_max", "<=", P("tolerance"),
+          "largest deviation of the bulk goodput on lb-front and lb-back from iperf3's received bytes", "%",
+          cases=("distributed",)),
+    Check("goodput_wrk_error_max", "<=", P("tolerance"),
+          "largest deviation of the goodput lb1 -> client from wrk's bytes read (plain HTTP)", "%",
+          cases=("distributed",)),
+    Check("wire_counter_error_max", "<=", P("tolerance"),
+          "largest deviation of wire bytes from the switch port counters (every phase, link and direction of "
+          ">= {min_bytes} bytes)", "%"),
+)
+
+
+def error(value: float | None, ref: float | None) -> float | None:
+    """|value / ref - 1|: how far a count is from its reference (None without one)."""
+    return round(abs(value / ref - 1), 6) if value is not None and ref else None
 
 
 def ratio(value: float | None, ref: float | None) -> float | None:
@@ -143,27 +164,48 @@ class LinkThroughput(Experiment):
     defaults = {"bulk_s": 3, "bulk_port": 5201, "load_s": 2, "connections": 8, "threads": 2,
                 "path": "/static/hello.txt", "bulk_snaplen": 128, "load_snaplen": 0, "tolerance": 0.03,
                 "min_bytes": 65536, "sample_s": 0.25, "bin_s": 0.1}
-    key_values = ("distributed.bulk.front.goodput_to_iperf3", "distributed.bulk.back.goodput_to_iperf3",
-                  "distributed.bulk.front.wire_in_to_counter", "distributed.bulk.back.wire_out_to_counter",
-                  "https_to_http_bytes_per_request", "https_to_http_bytes_per_request_close",
-                  "reencrypt_to_terminate_back_bytes_per_request")
     timing_sensitive = False  # the claim is about counting, not speed: a busy machine shows in tcpdump's loss
+    checks = CHECKS
+    figures = {
+        "distributed.goodput_iperf3_error_max": Figure("largest deviation of goodput from iperf3's count", "%",
+                                                       abs_tol=0.03),
+        "distributed.wire_counter_error_max": Figure("largest deviation of wire bytes from the switch counters", "%",
+                                                     abs_tol=0.03),
+        "distributed.bulk.front.goodput_to_iperf3": Figure("goodput on lb-front / iperf3's received bytes", "x",
+                                                           abs_tol=0.03),
+        "distributed.bulk.back.goodput_to_iperf3": Figure("goodput on lb-back / iperf3's received bytes", "x",
+                                                          abs_tol=0.03),
+        "distributed.bulk.front.wire_in_to_counter": Figure("bulk wire bytes into lb1 on lb-front / the switch "
+                                                            "port's count", "x", abs_tol=0.03),
+        "distributed.bulk.back.wire_out_to_counter": Figure("bulk wire bytes out of lb1 on lb-back / the switch "
+                                                            "port's count", "x", abs_tol=0.03),
+        "distributed.http.front.goodput_to_wrk_read": Figure("HTTP goodput to the client / wrk's bytes read", "x",
+                                                             abs_tol=0.03),
+        "distributed.bulk.iperf3_gbps": Figure("iperf3 through HAProxy (TCP mode)", "Gbit/s", rel_tol=0.5),
+        "https_to_http_bytes_per_request": Figure("wire bytes per request on lb-front, HTTPS / HTTP (kept alive)",
+                                                  "x", abs_tol=0.15),
+        "https_to_http_bytes_per_request_close": Figure("wire bytes per request on lb-front, HTTPS / HTTP (a "
+                                                        "connection each)", "x", abs_tol=0.4),
+        "reencrypt_to_terminate_back_bytes_per_request": Figure("wire bytes per request on lb-back, reencrypt / "
+                                                                "terminate (kept alive)", "x", abs_tol=0.2),
+    }
+    summary = ("the goodput counted from the packets was within {distributed.goodput_iperf3_error_max} of iperf3's "
+               "received bytes on both of lb1's links, and the wire bytes within {distributed.wire_counter_error_max} "
+               "of the switch port counters",
+               "HTTPS took {https_to_http_bytes_per_request} the wire bytes per request of HTTP with kept-alive "
+               "connections and {https_to_http_bytes_per_request_close} with a connection per request")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case(name, design, lab) for name, (design, lab, _) in CASES.items()]
 
-    def rule_text(self, params: dict[str, Any]) -> str:
-        p = {**self.params(), **params}
-        tol = p["tolerance"]
-        return (f"captures of lb-front and lb-back at lb1 (tcpdump, snaplen {p['bulk_snaplen']} for the bulk "
-                f"transfer, {p['load_snaplen'] or 'whole frames'} for the HTTP loads), analysed between two readings "
-                f"of the switch ports' counters: goodput within +-{tol:.0%} of iperf3's received bytes (-J; "
-                f"{p['bulk_s']} s through HAProxy in TCP mode) on both links, and of wrk's bytes read for plain "
-                f"HTTP on lb-front; wire bytes per direction within +-{tol:.0%} of the OpenFlow counters of the "
-                f"switch port facing lb1 (directions under {p['min_bytes']} bytes reported only); any packet "
-                f"tcpdump lost, a tool that did not run, or a capture with no packets -> inconclusive. HTTPS vs "
-                f"HTTP wire bytes per request (wrk {p['load_s']} s, {p['connections']} connections, kept alive "
-                f"and one per request), terminate vs reencrypt on lb-back, and the TLS record overhead: reported")
+    def procedure(self, p: dict[str, Any]) -> str:
+        return (f"captures of lb-front and lb-back at lb1 (tcpdump, snaplen {p['bulk_snaplen']} for the bulk transfer, "
+                f"{p['load_snaplen'] or 'whole frames'} for the HTTP loads) analysed with Scapy between two readings of "
+                f"the OpenFlow counters of the switch ports facing lb1: a bulk transfer (iperf3 -J, {p['bulk_s']} s, "
+                f"through HAProxy in TCP mode on lb1) and wrk ({p['load_s']} s, {p['connections']} connections, kept "
+                f"alive and one per request) over HTTP (distributed) and HTTPS (secured, terminate and reencrypt). "
+                f"Directions under {p['min_bytes']} bytes are reported, not judged; HTTPS vs HTTP wire bytes per "
+                f"request, terminate vs reencrypt on lb-back and the TLS record overhead are reported")
 
     # --- running ------------------------------------------------------------------------------------
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
@@ -243,74 +285,79 @@ class LinkThroughput(Experiment):
 
     # --- judging ------------------------------------------------------------------------------------
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
-        rule = self.rule_text(params)
         local = json.loads((raw / "links.json").read_text())["local"]
         m: dict[str, Any] = {}
-        checks: dict[str, bool] = {}
-        void: list[str] = []
         pngs: list[str] = []
+        unread: list[str] = []
         for phase, tool in CASES[case.name][2]:
             pdir = raw / phase
             info = json.loads((pdir / PHASE_FILE).read_text())
             if "begin" not in info or "end" not in info:
-                void.append(f"{phase}: the counters were not read at both ends of the phase")
+                unread.append(phase)
                 continue
-            results = {link: self.link_figures(pdir, info, link, local[link], params, m, checks, void, phase)
-                       for link in LINKS}
-            self.tool_figures(case, pdir, phase, tool, results, params, m, checks, void)
-            if all(results.values()):
-                pngs.append(str(self.timeline(case, pdir, phase, tool, info, results, params, plots_dir)))
-        v = Verdict(INCONCLUSIVE, rule, m, plots=pngs)
-        if void:
-            v.reasons = void + ([f"would have been {decide(checks)}"] if checks else [])
-            return v
-        v.verdict = decide(checks)
-        v.reasons = [f"{k}: {'yes' if ok else 'NO'}" for k, ok in checks.items()]
-        v.reasons += self.report_lines(case, m)
-        return v
+            m[f"{phase}.counter_window_s"] = round(min(info["end"][n]["t"] - info["begin"][n]["t"] for n in LINKS), 3)
+            results = {link: self.link_figures(pdir, info, link, local[link], params, m, phase) for link in LINKS}
+            self.tool_figures(case, pdir, phase, tool, results, params, m)
+            pngs.append(str(self.timeline(case, pdir, phase, tool, info, results, params, plots_dir)))
+        m.update(self.aggregates(case, m, unread))
+        return self.verdict(case, m, params, pngs, self.report_lines(case, m))
+
+    @staticmethod
+    def aggregates(case: Case, m: dict[str, Any], unread: list[str]) -> dict[str, Any]:
+        """What the checks judge: the worst deviation of each kind (and where), losses and gaps summed."""
+        phases = CASES[case.name][2]
+        lost = [m.get(f"{p}.{s}.tcpdump_lost") for p, _ in phases for s in SHORT.values() if p not in unread]
+        out: dict[str, Any] = {
+            "phases_unread": unread,
+            "tcpdump_lost": None if any(x is None for x in lost) else sum(lost),
+            "pcaps_truncated": sum(m.get(f"{p}.{s}.truncated", 0) for p, _ in phases for s in SHORT.values()),
+            "tools_not_run": [p for p, tool in phases if p not in unread and
+                              not m.get(f"{p}.iperf3_received_bytes" if tool == "iperf3" else f"{p}.wrk_requests")]}
+        kinds = {"wire_counter_error": [f"{p}.{s}.wire_{d}_error" for p, _ in phases for s in SHORT.values()
+                                        for d in ("out", "in")],
+                 "goodput_iperf3_error": [f"{p}.{s}.goodput_error" for p, t in phases if t == "iperf3"
+                                          for s in SHORT.values()],
+                 "goodput_wrk_error": [f"{p}.front.goodput_wrk_error" for p, t in phases if t != "iperf3"
+                                       and case.design == "distributed"]}
+        for kind, keys in kinds.items():
+            values = [(m[k], k) for k in keys if m.get(k) is not None]
+            if values:  # none: not measured (the gates, or the check, say so)
+                out[f"{kind}_max"], where = max(values)
+                out[f"{kind}_worst"] = where.rsplit("_error", 1)[0]
+        return out
 
     def link_figures(self, pdir: Path, info: dict, link: str, local: str, params: dict[str, Any],
-                     m: dict[str, Any], checks: dict[str, bool], void: list[str], phase: str) -> Any:
-        """Analyse one link's capture of a phase; check wire bytes against the switch counters."""
+                     m: dict[str, Any], phase: str) -> Any:
+        """Analyse one link's capture of a phase, in the window between the counter readings."""
         key = f"{phase}.{SHORT[link]}"
         stats = info.get("captures", {}).get(link, {}).get("tcpdump", {})
-        if "captured" not in stats:
-            void.append(f"{key}: tcpdump printed no counts (the capture did not finish)")
-        elif stats.get("lost"):
-            void.append(f"{key}: tcpdump lost {stats['lost']} of {stats.get('received', '?')} packets "
-                        f"(dropped {stats.get('dropped', 0)}): the capture is incomplete")
-        m[f"{key}.tcpdump_lost"] = stats.get("lost")
+        m[f"{key}.tcpdump_lost"] = stats.get("lost")  # None: tcpdump printed no counts (it did not finish)
+        m[f"{key}.tcpdump_dropped"] = stats.get("dropped", 0) + stats.get("dropped_interface", 0)
+        m[f"{key}.tcpdump_unwritten"] = stats.get("unwritten")
         b, e = info["begin"][link], info["end"][link]
         r = throughput.analyse(pdir / f"{link}.pcap", bin_s=params["bin_s"], start=b["t"], end=e["t"], local=local)
-        counters = {"out": e["rx_bytes"] - b["rx_bytes"], "in": e["tx_bytes"] - b["tx_bytes"]}
+        m[f"{key}.truncated"] = int(r.truncated)
         m[f"{key}.packets"] = r.packets
-        m[f"{key}.window_s"] = round(e["t"] - b["t"], 3)
-        for d in ("out", "in"):
+        for d, counter in (("out", e["rx_bytes"] - b["rx_bytes"]), ("in", e["tx_bytes"] - b["tx_bytes"])):
             wire = r.directions[d]["wire_bytes"]
             m[f"{key}.wire_{d}_bytes"] = wire
-            m[f"{key}.counter_{d}_bytes"] = counters[d]
-            m[f"{key}.wire_{d}_to_counter"] = ratio(wire, counters[d])
-            if counters[d] >= params["min_bytes"]:
-                checks[f"{key} wire bytes {d} of lb1 {wire} vs switch counter {counters[d]} "
-                       f"(x{ratio(wire, counters[d])})"] = within(wire, counters[d], params["tolerance"])
+            m[f"{key}.counter_{d}_bytes"] = counter
+            m[f"{key}.wire_{d}_to_counter"] = ratio(wire, counter)
+            # a direction too small to resolve the tolerance is reported, not judged
+            m[f"{key}.wire_{d}_error"] = error(wire, counter) if counter >= params["min_bytes"] else None
         tcp = r.summary()["tcp"]
-        m[f"{key}.goodput_bytes"] = tcp["goodput_bytes"]
-        m[f"{key}.retrans_segments"] = tcp["retrans_segments"]
-        m[f"{key}.retrans_bytes"] = tcp["retrans_bytes"]
-        m[f"{key}.ooo_segments"] = tcp["ooo_segments"]
-        if r.truncated:
-            void.append(f"{key}: the pcap ends in a partly written record")
+        for k in ("goodput_bytes", "retrans_segments", "retrans_bytes", "ooo_segments"):
+            m[f"{key}.{k}"] = tcp[k]
         return r
 
     def tool_figures(self, case: Case, pdir: Path, phase: str, tool: str, results: dict, params: dict[str, Any],
-                     m: dict[str, Any], checks: dict[str, bool], void: list[str]) -> None:
+                     m: dict[str, Any]) -> None:
         """The endpoint's own figures for a phase, and how the packets compare with them."""
         front, back = results["lb-front"], results["lb-back"]
-        tol = params["tolerance"]
         if tool == "iperf3":
             data = json.loads((pdir / "iperf3.json").read_text() or "{}")
+            m[f"{phase}.iperf3_error"] = data.get("error")
             if data.get("error") or "end" not in data:
-                void.append(f"{phase}: iperf3 did not run: {data.get('error', 'no end report')}")
                 return
             received = data["end"]["sum_received"]["bytes"]
             m[f"{phase}.iperf3_received_bytes"] = received
@@ -321,20 +368,18 @@ class LinkThroughput(Experiment):
             for link, r, d in (("lb-front", front, "in"), ("lb-back", back, "out")):
                 good = sum(f.goodput_bytes for f in r.select(direction=d, proto="tcp") if f.dport == port)
                 key = f"{phase}.{SHORT[link]}"
+                m[f"{key}.bulk_goodput_bytes"] = good
                 m[f"{key}.goodput_to_iperf3"] = ratio(good, received)
+                m[f"{key}.goodput_error"] = error(good, received)
                 m[f"{key}.goodput_mbps"] = round(good * 8 / r.duration_s / 1e6, 2) if r.duration_s else None
-                checks[f"{key} goodput {good} vs iperf3 received {received} (x{ratio(good, received)})"] = \
-                    within(good, received, tol)
             return
         try:
             w = parse_wrk((pdir / "wrk.txt").read_text())
-        except (ValueError, FileNotFoundError) as exc:
-            void.append(f"{phase}: wrk did not run: {exc}")
-            return
-        if not w.requests:
-            void.append(f"{phase}: wrk completed no request")
-            return
+        except (ValueError, FileNotFoundError):
+            return  # wrk_requests not measured: its gate says wrk did not run
         m[f"{phase}.wrk_requests"] = w.requests
+        if not w.requests:
+            return
         m[f"{phase}.wrk_rps"] = round(w.requests_per_s, 1)
         m[f"{phase}.wrk_read_bytes"] = round(w.read_bytes)
         m[f"{phase}.wrk_failed"] = w.failed
@@ -346,9 +391,9 @@ class LinkThroughput(Experiment):
             m[f"{key}.bytes_per_request"] = round(r.wire_bytes / w.requests, 1)
             m[f"{key}.goodput_per_request"] = round(sum(f.goodput_bytes for f in r.flows) / w.requests, 1)
         if port == 80:
+            m[f"{phase}.front.served_goodput_bytes"] = good
             m[f"{phase}.front.goodput_to_wrk_read"] = ratio(good, w.read_bytes)
-            checks[f"{phase}.front goodput lb1 -> client {good} vs wrk's bytes read {round(w.read_bytes)} "
-                   f"(x{ratio(good, w.read_bytes)})"] = within(good, w.read_bytes, tol)
+            m[f"{phase}.front.goodput_wrk_error"] = error(good, w.read_bytes)
         else:
             tls = front.tls()
             app = sum(f.tls.app_bytes_estimate for f in served if f.tls)
@@ -362,8 +407,7 @@ class LinkThroughput(Experiment):
             m[f"{phase}.front.tls_app_estimate_to_wrk_read"] = ratio(app, w.read_bytes)
             m[f"{phase}.front.tls_overhead_per_request"] = round((tls.record_bytes - tls.app_bytes_estimate)
                                                                  / w.requests, 1)
-            back_tls = back.tls()
-            m[f"{phase}.back.tls_records"] = sum(back_tls.records.values())
+            m[f"{phase}.back.tls_records"] = sum(back.tls().records.values())
         self.__dict__.setdefault("_bars", {}).setdefault(case.name, {})[phase] = self.bar(front, w.requests)
 
     @staticmethod

@@ -278,7 +278,8 @@ def test_tcpdump_stats_count_what_it_never_wrote_as_lost():
     from weblab.tcpdump import tcpdump_stats
     text = ("tcpdump: listening on lb1-eth0, link-type EN10MB (Ethernet), snapshot length 128 bytes\n"
             "231329 packets captured\n232135 packets received by filter\n0 packets dropped by kernel\n")
-    assert tcpdump_stats(text) == {"captured": 231329, "received": 232135, "dropped": 0, "lost": 806}
+    assert tcpdump_stats(text) == {"captured": 231329, "received": 232135, "dropped": 0, "unwritten": 806,
+                                   "lost": 806}
     assert tcpdump_stats("1 packet captured\n1 packet received by filter\n3 packets dropped by kernel\n")["lost"] == 3
     assert tcpdump_stats("tcpdump: lb1-eth9: No such device exists\n") == {}
 

@@ -31,7 +31,7 @@ class CaptureHandle(Protocol):
     path: Path
 
     def stop(self, timeout: float = 5.0) -> Path: ...
-    def stats(self) -> dict[str, int]: ...   # tcpdump's counts once stopped: captured, received, dropped, lost
+    def stats(self) -> dict[str, int]: ...   # tcpdump's counts once stopped: captured, received, dropped, unwritten, lost
 
 
 @runtime_checkable
