@@ -8,10 +8,17 @@ Pipeline (OpenFlow 1.3 + OVS conntrack, one conntrack zone per switch):
   table 1 ACL     +trk+inv -> drop; +trk+est / +trk+rel -> L2
                   +trk+new + deny rule -> drop; +trk+new + allow rule -> ct(commit), L2
                   anything else -> drop (default deny, IP)
-  table 2 L2_SRC  known (in_port, eth_src) -> table 3; miss -> copy to controller (learning)
+  table 2 L2_SRC  ARP inspection on: ARP from a host's port whose sender MAC/IP is one of the
+                  design's bindings of that host -> table 3; any other ARP from that port ->
+                  drop (counted per port: the drop flow's cookie carries the port)
+                  known (in_port, eth_src) -> table 3; miss -> copy to controller (learning)
                   and on to table 3: the controller learns sources, it never forwards
   table 3 L2_DST  broadcast/multicast -> flood; known host MAC -> its port (proactive);
                   learned MAC -> its port; unknown unicast -> flood
+
+ARP inspection sits in the L2 source table, so it applies with the firewall on or off and after
+the firewall's own ARP rules; it is proactive (no packet-in): the controller reads the drop flows'
+counters to report an attacking port.
 
 Rules are the ingress policy of their destination: they match on destination addresses and
 are installed on every switch, so a packet is checked against its destination's policy on
@@ -33,12 +40,14 @@ PRIO_CONTROL_DENY = 45000  # ARP deny rules, above ARP allow rules
 PRIO_ACL_DENY = 30000
 PRIO_ACL_ALLOW = 20000
 PRIO_FLOOD, PRIO_HOST, PRIO_LEARNED = 1200, 1100, 1000
+PRIO_ARP_BINDING, PRIO_ARP_DROP = 1600, 1500  # above the host's own source flow in the L2 table
 PRIO_MISS = 0
 
 # Cookies: the top byte says what installed a flow, the rest is the rule number.
 KIND_SHIFT = 56
 KIND_MASK = 0xFF << KIND_SHIFT
 KIND_RULE, KIND_BASE, KIND_DEFAULT_DENY, KIND_L2, KIND_LEARNED, KIND_MISS = range(1, 7)
+KIND_ARP_BINDING, KIND_ARP_DROP = 7, 8  # ARP inspection; a drop flow's number is its in_port
 
 # ct_state bits (OVS)
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
@@ -46,6 +55,8 @@ CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0
 FLOOD = "flood"
 CONTROLLER = "controller"
 GROUP_BIT = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+VRRP_MAC = ("00:00:5e:00:01:00", "ff:ff:ff:ff:ff:00")  # RFC 5798 virtual router MACs (keepalived use_vmac)
+ARP_PROBE_SPA = "0.0.0.0"  # RFC 5227 address probes carry no sender address
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,8 @@ def zone_of(dpid: int) -> int:
 def compile_switch(policy: Policy, dpid: int) -> list[FlowSpec]:
     """Every flow one switch needs for this policy (installed after a delete-all)."""
     flows = l2_flows(policy, dpid)
+    if policy.arp_inspection:
+        flows += arp_inspection_flows(policy, dpid)
     if not policy.firewall:
         flows.append(FlowSpec(TABLE_FILTER, PRIO_MISS, {}, cookie(KIND_BASE), goto=TABLE_L2,
                               notes="firewall off: straight to L2"))
@@ -165,6 +178,34 @@ def l2_flows(policy: Policy, dpid: int) -> list[FlowSpec]:
     for host in policy.hosts_on(dpid):
         flows += _mac_flows(host.mac, host.port, PRIO_HOST, l2, f"host {host.name}")
     return flows
+
+
+def arp_inspection_flows(policy: Policy, dpid: int) -> list[FlowSpec]:
+    """ARP bindings of every host port of a switch, and the per-port drop of every other ARP.
+
+    A host may send ARP from its port with its MAC (Ethernet source and sender hardware address)
+    and as sender address one of its own addresses, a virtual IP the design lets it hold (a
+    keepalived takeover's gratuitous ARP, also from a VRRP virtual MAC), or none (a probe).
+    """
+    ok, flows = cookie(KIND_ARP_BINDING), []
+    for host in policy.hosts_on(dpid):
+        arp = {"in_port": host.port, "eth_type": ETH_TYPE_ARP}
+        for ip in policy.own_ips(host.name) + host.vips + (ARP_PROBE_SPA,):
+            flows.append(FlowSpec(TABLE_L2, PRIO_ARP_BINDING,
+                                  {**arp, "eth_src": host.mac, "arp_sha": host.mac, "arp_spa": ip}, ok,
+                                  goto=TABLE_L2_DST, notes=f"arp binding {host.name} {ip}"))
+        for vip in host.vips:
+            flows.append(FlowSpec(TABLE_L2, PRIO_ARP_BINDING,
+                                  {**arp, "eth_src": VRRP_MAC, "arp_sha": VRRP_MAC, "arp_spa": vip}, ok,
+                                  goto=TABLE_L2_DST, notes=f"arp binding {host.name} {vip} (VRRP MAC)"))
+        flows.append(FlowSpec(TABLE_L2, PRIO_ARP_DROP, arp, arp_drop_cookie(host.port),
+                              notes=f"arp inspection: spoofed ARP from {host.name}"))
+    return flows
+
+
+def arp_drop_cookie(port: int) -> int:
+    """The cookie of the ARP inspection drop flow of a port (its counter is that port's drops)."""
+    return cookie(KIND_ARP_DROP, port)
 
 
 def learned_flows(mac: str, port: int) -> list[FlowSpec]:

@@ -1,4 +1,4 @@
-"""The operations of the control socket: show, status, allow, deny, remove, enable, disable.
+"""The operations of the control socket: show, status, allow, deny, remove, enable, disable, arp-inspection.
 
 Each operation takes a request dict and returns {"ok": bool, ...}; changes are sent to every
 connected switch and confirmed with a barrier (bounded wait) before the reply, so a reply of
@@ -11,7 +11,8 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from controllers import flows
-from controllers.compiler import (KIND_DEFAULT_DENY, cookie, rule_cookie, rule_flows)
+from controllers.compiler import (KIND_ARP_BINDING, KIND_ARP_DROP, KIND_DEFAULT_DENY, KIND_MASK,
+                                  arp_inspection_flows, cookie, rule_cookie, rule_flows)
 from controllers.policy import PolicyError, parse_rule
 
 STATS_TIMEOUT = 2.0
@@ -29,6 +30,7 @@ class LiveControl:
         self.ops: dict[str, Callable[[Reply], Reply]] = {
             "show": self.show, "status": self.status, "allow": self.allow, "deny": self.deny,
             "remove": self.remove, "enable": self.enable, "disable": self.disable,
+            "arp-inspection": self.arp_inspection,
         }
 
     def handle(self, request: Reply) -> Reply:
@@ -58,7 +60,7 @@ class LiveControl:
         return {"ok": True, "status": state, "firewall": app.policy.firewall,
                 "switches": switches, "expected": sorted(names),
                 "rules": len(app.policy.rules), "error_count": app.error_count,
-                "errors": app.errors}
+                "errors": app.errors, "arp_inspection": app.arp_report()}
 
     def show(self, _request: Reply) -> Reply:
         """Every rule with packet/byte/flow counters summed over all switches."""
@@ -82,7 +84,7 @@ class LiveControl:
                   **_counts(counters.get(rule_cookie(rule)))} for rule in app.policy.rules]
         reply = {"ok": not missing, "firewall": app.policy.firewall, "rules": rules,
                  "default_deny": _counts(counters.get(cookie(KIND_DEFAULT_DENY))),
-                 "switches": sorted(app.datapaths)}
+                 "switches": sorted(app.datapaths), "arp_inspection": app.arp_report()}
         if missing:
             reply["error"] = f"no flow stats from switch(es) {missing} within {STATS_TIMEOUT} s"
         return reply
@@ -114,6 +116,24 @@ class LiveControl:
     def disable(self, _request: Reply) -> Reply:
         """Turn the firewall off (re-installing every switch)."""
         return self._set_firewall(False)
+
+    def arp_inspection(self, request: Reply) -> Reply:
+        """Turn ARP inspection on or off live: only its own flows are added or deleted (by cookie)."""
+        on = request.get("on")
+        if not isinstance(on, bool):
+            return _error("on: must be true or false")
+        app = self.app
+        with app.lock:
+            app.policy = replace(app.policy, arp_inspection=on)
+            dps = list(app.datapaths.values())
+            for dp in dps:
+                for kind in (KIND_ARP_BINDING, KIND_ARP_DROP):
+                    app.send(dp, flows.delete_flows(dp, cookie(kind), KIND_MASK), "delete ARP inspection flows")
+                if on:
+                    for spec in arp_inspection_flows(app.policy, dp.id):
+                        app.send_flow(dp, spec)
+        app.logger.info("ARP inspection turned %s live", "on" if on else "off")
+        return _synced(app.sync(dps, SYNC_TIMEOUT), {"arp_inspection": on})
 
     def _add(self, request: Reply, action: str) -> Reply:
         """Validate a rule against the hosts, store it, install it where the firewall is on."""

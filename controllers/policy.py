@@ -20,7 +20,8 @@ PROTOS = ("tcp", "udp", "icmp", "arp", "vrrp", "ip")
 ACTIONS = ("allow", "deny")
 RULE_KEYS = {"id", "src", "dst", "proto", "port", "action"}
 HOST_KEYS = {"name", "role", "ips", "mac", "dpid", "port", "vips"}
-TOP_KEYS = {"firewall", "hosts", "switches", "rules"}
+TOP_KEYS = {"firewall", "hosts", "switches", "rules", "arp_inspection"}
+TOP_REQUIRED = TOP_KEYS - {"arp_inspection"}
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -108,12 +109,21 @@ class Rule:
 
 @dataclass(frozen=True)
 class Policy:
-    """The whole policy: firewall switch, host attachments, switches, rules in order."""
+    """The whole policy: firewall switch, host attachments, switches, rules in order, ARP inspection."""
 
     firewall: bool
     hosts: tuple[Host, ...]
     switches: tuple[Switch, ...]
     rules: tuple[Rule, ...] = ()
+    arp_inspection: bool = False  # drop ARP whose sender IP/MAC contradicts the hosts above
+
+    def own_ips(self, name: str) -> tuple[str, ...]:
+        """Every address of a host, over all its attachments (without virtual IPs)."""
+        return tuple(dict.fromkeys(ip for h in self.hosts if h.name == name for ip in h.ips))
+
+    def host_at(self, dpid: int, port: int) -> Optional[Host]:
+        """The host attachment plugged into a switch port, if the design has one there."""
+        return next((h for h in self.hosts if (h.dpid, h.port) == (dpid, port)), None)
 
     def resolve(self, endpoint: str) -> tuple[Optional[Network], ...]:
         """Networks an endpoint stands for; (None,) means any address."""
@@ -202,15 +212,17 @@ def load_policy(path: str) -> Policy:
 
 def parse_policy(raw: Any) -> Policy:
     """Validate a decoded policy document."""
-    obj = _object(raw, "policy", TOP_KEYS, TOP_KEYS)
-    firewall = obj["firewall"]
+    obj = _object(raw, "policy", TOP_KEYS, TOP_REQUIRED)
+    firewall, inspection = obj["firewall"], obj.get("arp_inspection", False)
     if not isinstance(firewall, bool):
         raise PolicyError("firewall: must be true or false")
+    if not isinstance(inspection, bool):
+        raise PolicyError("arp_inspection: must be true or false")
     switches = tuple(_switch(s, f"switches[{i}]") for i, s in enumerate(_list(obj, "switches")))
     _unique([s.dpid for s in switches], "switches", "dpid")
     hosts = tuple(_host(h, f"hosts[{i}]") for i, h in enumerate(_list(obj, "hosts")))
     _check_hosts(hosts, {s.dpid for s in switches})
-    policy = Policy(firewall=firewall, hosts=hosts, switches=switches)
+    policy = Policy(firewall=firewall, hosts=hosts, switches=switches, arp_inspection=inspection)
     for i, raw_rule in enumerate(_list(obj, "rules")):
         rule = parse_rule(raw_rule, policy, f"rules[{i}]", number=i + 1)
         if policy.rule(rule.id):

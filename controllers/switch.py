@@ -4,7 +4,9 @@ On connect a switch loses every flow and gets the compiled policy (see compiler.
 hosts are forwarded proactively; a frame from an unknown (port, source MAC) is copied to the
 controller, which learns it (e.g. a keepalived virtual MAC, a host behind another switch) and
 moves it when it shows up elsewhere; the switch forwards every frame itself. OpenFlow errors
-are logged at ERROR with the offending flow and kept for the control socket.
+are logged at ERROR with the offending flow and kept for the control socket. With ARP inspection
+on, the switches drop spoofed ARP themselves; the app reads the drop flows' counters every
+ARP_POLL_INTERVAL s and logs one line per port that starts dropping (an attack), naming the host.
 """
 from __future__ import annotations
 
@@ -23,14 +25,34 @@ from os_ken.lib import addrconv
 from os_ken.ofproto import ofproto_v1_3
 
 from controllers import flows
-from controllers.compiler import (KIND_MISS, KIND_RULE, FlowSpec, compile_switch, kind_of,
-                                  learned_flows, learned_source)
+from controllers.compiler import (KIND_ARP_DROP, KIND_MASK, KIND_MISS, KIND_RULE, FlowSpec,
+                                  compile_switch, cookie, kind_of, learned_flows, learned_source)
 from controllers.policy import Policy, load_policy
 
 cfg.CONF.register_cli_opts([cfg.StrOpt("weblab-policy", help="weblab policy JSON file")])
 
 MAX_ERRORS = 100
 MAX_SENT = 20000
+ARP_POLL_INTERVAL = 0.25  # s: an attacking port is reported within this plus one stats round trip
+ARP_POLL_TIMEOUT = 1.0
+ARP_QUIET = 5.0  # s without new drops on a port before a new burst is logged again
+
+
+@dataclass
+class ArpDrops:
+    """Spoofed ARP dropped on one switch port, as the drop flow's counter says."""
+
+    dpid: int
+    port: int
+    host: str
+    packets: int = 0          # total over reinstalls
+    raw: int = 0              # the flow's counter at the last poll
+    first: Optional[float] = None  # wall time the controller first saw drops here
+    last: Optional[float] = None   # wall time of the last poll that saw new drops
+
+    def to_dict(self, switch: Optional[str]) -> dict[str, Any]:
+        return {"dpid": self.dpid, "switch": switch, "port": self.port, "host": self.host,
+                "packets": self.packets, "first": self.first, "last": self.last}
 
 
 @dataclass
@@ -69,6 +91,23 @@ class WeblabSwitch(app_manager.OSKenApp):
         self._waiters: dict[tuple[int, int], Waiter] = {}
         self._sent_lock = threading.Lock()
         self._warned: set[tuple[int, str, int]] = set()
+        self.arp_drops: dict[tuple[int, int], ArpDrops] = {}
+
+    def start(self) -> Any:
+        """os-ken starts the app: also the ARP inspection poller (a hub thread like the others)."""
+        from os_ken.lib import hub
+        thread = super().start()
+        self.threads.append(hub.spawn(self._arp_poll_loop))
+        return thread
+
+    def _arp_poll_loop(self) -> None:
+        while True:
+            time.sleep(ARP_POLL_INTERVAL)
+            try:
+                if self.policy.arp_inspection:
+                    self.poll_arp_drops()
+            except Exception:  # the poller must outlive a bad reply
+                self.logger.exception("ARP inspection poll failed")
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features_handler(self, ev: Any) -> None:
@@ -144,6 +183,45 @@ class WeblabSwitch(app_manager.OSKenApp):
         if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
             self._waiters.pop(key, None)
             waiter.finish()
+
+    def poll_arp_drops(self, timeout: float = ARP_POLL_TIMEOUT) -> None:
+        """Read the ARP drop counters of every switch; log a port that starts dropping."""
+        dps = list(self.datapaths.values())
+        waiters = [(dp.id, self.request(dp, flows.flow_stats_request(dp, cookie(KIND_ARP_DROP), KIND_MASK),
+                                        "ARP inspection counters")) for dp in dps]
+        deadline = time.monotonic() + timeout
+        for dpid, waiter in waiters:
+            if waiter.done.wait(max(0.0, deadline - time.monotonic())):
+                self.count_arp_drops(dpid, [(s.cookie, s.packet_count) for s in waiter.bodies])
+
+    def count_arp_drops(self, dpid: int, counters: list[tuple[int, int]], now: Optional[float] = None) -> None:
+        """Fold one switch's drop-flow counters (cookie, packets) into the per-port totals."""
+        now = time.time() if now is None else now
+        names = {s.dpid: s.name for s in self.policy.switches}
+        for flow_cookie, raw in counters:
+            if kind_of(flow_cookie) != KIND_ARP_DROP:
+                continue
+            port = flow_cookie & 0xFFFFFFFF
+            host = self.policy.host_at(dpid, port)
+            entry = self.arp_drops.setdefault((dpid, port), ArpDrops(dpid, port, host.name if host else "?"))
+            new = raw - entry.raw if raw >= entry.raw else raw  # a reinstall resets the flow's counter
+            entry.raw = raw
+            if new <= 0:
+                continue
+            burst = entry.last is None or now - entry.last > ARP_QUIET
+            entry.packets += new
+            entry.first = entry.first or now
+            entry.last = now
+            if burst:
+                self.logger.warning("ARP inspection: switch %s port %s (host %s, %s) sends spoofed ARP: "
+                                    "%d dropped (sender IP/MAC not the design's)", names.get(dpid, dpid),
+                                    port, entry.host, host.mac if host else "unknown MAC", entry.packets)
+
+    def arp_report(self) -> dict[str, Any]:
+        """ARP inspection state and per-port drops, for the control socket."""
+        names = {s.dpid: s.name for s in self.policy.switches}
+        drops = [d.to_dict(names.get(d.dpid)) for _, d in sorted(self.arp_drops.items()) if d.packets]
+        return {"on": self.policy.arp_inspection, "dropped": sum(d["packets"] for d in drops), "ports": drops}
 
     def install(self, dp: Any) -> Waiter:
         """Delete every flow of a switch, install the policy's, return the barrier waiter."""
@@ -233,5 +311,5 @@ class WeblabSwitch(app_manager.OSKenApp):
         self.ready[dp.id] = True
         failed = self.error_count - errors_before
         log = self.logger.error if failed else self.logger.info
-        log("switch %s: %d flows sent, %d refused (firewall %s)", dp.id, count, failed,
-            "on" if self.policy.firewall else "off")
+        log("switch %s: %d flows sent, %d refused (firewall %s, ARP inspection %s)", dp.id, count, failed,
+            "on" if self.policy.firewall else "off", "on" if self.policy.arp_inspection else "off")

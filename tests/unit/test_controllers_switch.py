@@ -20,7 +20,7 @@ PREREQS = {
     "udp_src": ("ip_proto", {17}), "udp_dst": ("ip_proto", {17}),
     "icmpv4_type": ("ip_proto", {1}), "icmpv4_code": ("ip_proto", {1}),
     "arp_spa": ("eth_type", {0x0806}), "arp_tpa": ("eth_type", {0x0806}),
-    "arp_op": ("eth_type", {0x0806}),
+    "arp_op": ("eth_type", {0x0806}), "arp_sha": ("eth_type", {0x0806}), "arp_tha": ("eth_type", {0x0806}),
 }
 RULE_KIND = compiler.KIND_RULE
 
