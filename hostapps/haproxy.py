@@ -10,6 +10,11 @@ from hostapps.base import Service, render_template
 from weblab.core.errors import WeblabError
 
 ALGORITHMS = ("roundrobin", "leastconn", "source")
+TLS_CIPHERS = ("aead", "legacy")
+# TLS 1.2 suites with forward secrecy and authenticated encryption only (no CBC: LUCKY13 and kin)
+AEAD_CIPHERS = ":".join(f"ECDHE-{k}-{c}" for c in ("AES128-GCM-SHA256", "AES256-GCM-SHA384", "CHACHA20-POLY1305")
+                        for k in ("ECDSA", "RSA"))
+TLS13_SUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 
 class HAProxy(Service):
@@ -20,7 +25,8 @@ class HAProxy(Service):
     reload_signal = signal.SIGUSR2
     defaults: dict[str, Any] = {"bind": "*", "servers": [], "algorithm": "roundrobin", "inter": 1000,
                                 "fall": 3, "rise": 2, "retries": 3, "stats_port": 8404,
-                                "tls_cert": "", "backend_tls": False, "ca_file": ""}
+                                "tls_cert": "", "backend_tls": False, "ca_file": "",
+                                "hsts_max_age": 0, "tls_ciphers": "aead"}
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
@@ -29,6 +35,9 @@ class HAProxy(Service):
                               f"one of {', '.join(ALGORITHMS)}")
         if not self.opts["servers"]:
             raise WeblabError(f"haproxy on {self.host.name}: no backend servers")
+        if self.opts["tls_ciphers"] not in TLS_CIPHERS:
+            raise WeblabError(f"haproxy on {self.host.name}: tls_ciphers {self.opts['tls_ciphers']!r} is not "
+                              f"one of {', '.join(TLS_CIPHERS)}")
         if self.opts["backend_tls"] and not self.opts["ca_file"]:
             raise WeblabError(f"haproxy on {self.host.name}: backend_tls needs ca_file to verify backends")
 
@@ -47,7 +56,7 @@ class HAProxy(Service):
 
     def render(self) -> None:
         self.conf.write_text(render_template("haproxy.cfg.j2", host=self.host.name, dir=self.dir,
-                                             **self.opts))
+                                             aead_ciphers=AEAD_CIPHERS, tls13_suites=TLS13_SUITES, **self.opts))
 
     def check_argv(self) -> list[str]:
         return ["haproxy", "-c", "-q", "-f", str(self.conf)]

@@ -153,6 +153,7 @@ class LabTopo(Topo):
         self.rules: list[RuleSpec] = list(BASE_RULES)
         self.firewall = False
         self.pki = False  # a CA is made per run and every host trusts it
+        self.arp_inspection = False  # the controller drops ARP whose sender contradicts the design
         self.entry: str = ""
         self.entry_address: str = ""  # set when the entry point is a virtual IP, not a host's address
         self.zone = ZONE
@@ -331,9 +332,37 @@ class LabTopo(Topo):
                 host = r.dst if r.dst in self.hosts() else None
                 r = replace(r, port=self.port_of(r.port, host, defaults))
             rules.append(r.to_json())
-        return {"firewall": bool(self.firewall), "hosts": hosts,
+        return {"firewall": bool(self.firewall), "arp_inspection": bool(self.arp_inspection), "hosts": hosts,
                 "switches": [{"dpid": dpid_of(s), "name": s} for s in self.switches()],
                 "rules": rules}
+
+
+ATTACKER = "attacker"
+ATTACKER_HOST = 200  # its host number on the network it joins (above every server range)
+ATTACKER_POSITIONS = ("none", "front", "back")
+
+
+def attacker_param() -> Param:
+    """`--param attacker=front|back`: an attacker host on the client network, or a rogue host on the back one."""
+    return Param("none", "an attacker host on the client network (front) or a rogue host on the back network "
+                 "(back); no allow rules of its own", ATTACKER_POSITIONS)
+
+
+def https_params() -> dict[str, Param]:
+    """The HTTPS entry point's hardening knobs (designs with TLS at the load balancer)."""
+    return {"hsts": Param(True, "send Strict-Transport-Security over HTTPS", kind=bool),
+            "tls_ciphers": Param("aead", "TLS 1.2 suites offered: aead (GCM, ChaCha20-Poly1305) or legacy "
+                                 "(also CBC)", ("aead", "legacy")),
+            "arp_inspection": Param(True, "the controller drops ARP whose sender IP/MAC contradicts the design",
+                                    kind=bool)}
+
+
+def tls_hardening(p: dict[str, Any]) -> dict[str, Any]:
+    """HAProxy options for the design's HTTPS parameters."""
+    return {"hsts_max_age": HSTS_MAX_AGE if p["hsts"] else 0, "tls_ciphers": p["tls_ciphers"]}
+
+
+HSTS_MAX_AGE = 31536000  # one year, as commonly deployed
 
 
 def dpid_of(switch: str) -> int:

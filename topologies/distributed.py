@@ -7,12 +7,15 @@
        (dns has a leg on both networks)  +-- server3 (with --param servers=3)
 
 Client traffic crosses lb1's front link, backend traffic its back link: each can be captured alone.
+`--param attacker=front` adds an attacker host on the client network, `attacker=back` a rogue host
+on the back network (for the attacks of C22-C24); neither is in a lab unless asked for.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import SERVER_COUNTS, LabTopo, Param, Ref, RuleSpec, Subnet, footprint
+from topologies.base import (ATTACKER, ATTACKER_HOST, SERVER_COUNTS, LabTopo, Param, Ref, RuleSpec, Subnet,
+                             attacker_param, footprint)
 
 FRONT, BACK = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
 
@@ -31,6 +34,7 @@ class Distributed(LabTopo):
         "check_inter": Param(1000, "health-check interval, ms", kind=int),
         "check_fall": Param(3, "failed checks before a server is DOWN", kind=int),
         "check_rise": Param(2, "passed checks before a server is UP again", kind=int),
+        "attacker": attacker_param(),
     }
 
     def build(self, **p: Any) -> None:
@@ -47,6 +51,9 @@ class Distributed(LabTopo):
             self.add_node(name, "web", s2, BACK.ip(10 + i))
         self.entry = "lb1"
         self.add_extra_hosts(s1, s2)
+        if p["attacker"] != "none":  # known to the firewall as a host, allowed nothing but ARP, ICMP, DNS
+            switch, net = {"front": (s1, FRONT), "back": (s2, BACK)}[p["attacker"]]
+            self.add_node(ATTACKER, ATTACKER, switch, net.ip(ATTACKER_HOST))
 
         self.add_dns("dns")
         primary = self.web[0]

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import SERVER_COUNTS, Cert, LabTopo, Param, Ref, RuleSpec, footprint
+from topologies.base import (ATTACKER, ATTACKER_HOST, SERVER_COUNTS, Cert, LabTopo, Param, Ref, RuleSpec,
+                             attacker_param, footprint, https_params, tls_hardening)
 from topologies.distributed import BACK, FRONT
 from topologies.secured import add_monitoring
 
@@ -40,11 +41,14 @@ class Scaled(LabTopo):
         "db_failover": Param(True, "run the failover manager (promote db2 when db1 dies)", kind=bool),
         "monitoring": Param(True, "Prometheus on monitor + exporters on every server", kind=bool),
         "qps_alert": Param(50.0, "QPS above which the HighQPS alert fires", kind=float),
+        "attacker": attacker_param(),
+        **https_params(),
     }
 
     def build(self, **p: Any) -> None:
         self.firewall = True
         self.pki = True
+        self.arp_inspection = p["arp_inspection"]
         s1, s2 = self.addSwitch("s1"), self.addSwitch("s2")
         self.add_node("client", "client", s1, FRONT.ip(100))
         self.add_node("dns", "dns", s1, FRONT.ip(2))
@@ -62,6 +66,9 @@ class Scaled(LabTopo):
         self.add_node("db1", "db", s2, BACK.ip(DB_BASE + 1))
         self.add_node("db2", "db", s2, BACK.ip(DB_BASE + 2))
         self.add_node("monitor", "monitor", s2, BACK.ip(50))
+        if p["attacker"] != "none":
+            switch, net = {"front": (s1, FRONT), "back": (s2, BACK)}[p["attacker"]]
+            self.add_node(ATTACKER, ATTACKER, switch, net.ip(ATTACKER_HOST))
         self.entry, self.entry_address = "lb1", VIP
 
         self.add_dns("dns", extra_a={"db-primary": BACK.ip(DB_BASE + 1), "db-replica": BACK.ip(DB_BASE + 2)},
@@ -81,7 +88,7 @@ class Scaled(LabTopo):
         for i, lb in enumerate(lbs):
             self.add_service(lb, "haproxy", algorithm=p["algorithm"], inter=p["check_inter"],
                              fall=p["check_fall"], rise=2, retries=3 if p["retries"] else 0, servers=servers,
-                             tls_cert=Cert("site", (f"www.{self.zone}", self.zone)),
+                             tls_cert=Cert("site", (f"www.{self.zone}", self.zone)), **tls_hardening(p),
                              after=[f"nginx@{n}" for n in web] + [f"webapp@{n}" for n in app])
         for i, lb in enumerate(lbs):
             self.add_service(lb, "keepalived", vip=VIP, interface=f"{lb}-eth0", src_ip=FRONT.ip(10 * (i + 1)),

@@ -5,13 +5,15 @@ www.foobar.com, and monitoring (Prometheus on `monitor`, exporters on every serv
                                                                           +-- monitor (Prometheus)
 
 TLS variants: `terminate` (default: TLS ends at lb1, plain HTTP on the back network) and
-`reencrypt` (TLS again from lb1 to nginx on every server, verified against the lab CA).
+`reencrypt` (TLS again from lb1 to nginx on every server, verified against the lab CA). The HTTPS
+entry point sends HSTS and offers AEAD suites only (`--param hsts=false`, `tls_ciphers=legacy`
+undo that); the controller inspects ARP (`--param arp_inspection=false` turns it off).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import CAFile, Cert, Param, Port, Ref, RuleSpec
+from topologies.base import CAFile, Cert, Param, Port, Ref, RuleSpec, https_params, tls_hardening
 from topologies.distributed import BACK, Distributed
 
 # the exporter kinds of monitoring: job name -> the hostapp kind that serves it
@@ -50,11 +52,13 @@ class Secured(Distributed):
         "tls": Param("terminate", "where TLS ends", ("terminate", "reencrypt")),
         "monitoring": Param(True, "Prometheus on monitor + exporters on every server", kind=bool),
         "qps_alert": Param(50.0, "QPS above which the HighQPS alert fires", kind=float),
+        **https_params(),
     }
 
     def build(self, **p: Any) -> None:
         self.firewall = True
         self.pki = True
+        self.arp_inspection = p["arp_inspection"]
         super().build(**p)
 
     @property
@@ -71,7 +75,7 @@ class Secured(Distributed):
         return {"tls_cert": Cert(name, (f"{name}.{self.zone}",), host=name)}
 
     def lb_options(self) -> dict[str, Any]:
-        opts: dict[str, Any] = {"tls_cert": Cert("site", (f"www.{self.zone}", self.zone))}
+        opts: dict[str, Any] = {"tls_cert": Cert("site", (f"www.{self.zone}", self.zone)), **tls_hardening(self.p)}
         if self.reencrypt:
             opts.update(backend_tls=True, ca_file=CAFile())
         return opts
