@@ -164,6 +164,11 @@ def cmd_status(args) -> int:
         print(f"  link {line}")
     for s in state.services:
         print(f"  {s.kind}@{s.host}: {'up' if s.alive() else 'DOWN'} (log {s.log})")
+    from weblab import attack, firewall
+    for line in firewall.status_lines(state):
+        print(f"  {line}")
+    for _, ref in attack.running(state):
+        print(f"  attack: {ref.name} running (pid {ref.pid}); stop it with: sudo weblab attack stop")
     for p in running.dead_daemons(state):
         print(f"  {p.name}: DOWN (pid {p.pid} exited): the lab cannot forward; stop it with: sudo weblab down")
     return 0
@@ -191,6 +196,9 @@ def cmd_down(args) -> int:
         print("no lab is running")
         return 0
     print(f"*** stopping {state.design} (run {state.run_id}) ...", flush=True)
+    from weblab import attack
+    for name in attack.stop_all(state):  # an attack undoes itself (ARP caches, sysctls) while the lab is up
+        print(f"*** stopped {name}")
     running.stop(state, args.timeout)
     print("*** stopped; nothing left behind")
     return 0
@@ -312,7 +320,35 @@ def cmd_firewall(args) -> int:
             raise WeblabError("weblab firewall remove RULE_ID (ids: weblab firewall show)")
         firewall.control(state, {"op": "remove", "id": args.words[0]})
         print(f"rule {args.words[0]} removed")
+    elif args.action == "arp-inspection":
+        if args.words not in (["on"], ["off"]):
+            raise WeblabError("weblab firewall arp-inspection on|off")
+        firewall.control(state, {"op": "arp-inspection", "on": args.words[0] == "on"})
+        print(f"ARP inspection {args.words[0]}")
     return 0
+
+
+def cmd_attack(args) -> int:
+    need_root("attack")
+    from weblab import attack, running
+    state = running.current()
+    if args.action == "stop":
+        stopped = attack.stop_all(state)
+        print("\n".join(f"stopped {name}; the victims' ARP caches are restored" for name in stopped)
+              or "no attack is running")
+        return 0
+    if not args.source or not args.between:
+        raise WeblabError("weblab attack mitm --from HOST --between A,B (e.g. --from server2 --between lb1,server1)")
+    duration = args.duration or attack.DEFAULT_DURATION
+    if not 0 < duration <= 600:
+        raise WeblabError("--duration: 1 to 600 seconds")
+    p = attack.plan(state, args.source, [h.strip() for h in args.between.split(",")])
+    attack.check_networks(p)
+    argv = attack.argv(p, sys.executable, duration, args.grep, args.proxy)
+    attack.announce(p, duration)
+    attack.record_self(state, p)
+    running.exec_in_host(state, p.attacker, argv)  # foreground, like sniff; same pid as recorded
+    return 127
 
 
 def cmd_lb(args) -> int:
@@ -511,11 +547,24 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--local", type=int, default=0, help="local port (default: any free one)")
     fw.set_defaults(fn=cmd_forward)
 
-    fwl = sub.add_parser("firewall", help="show|allow|deny|remove|on|off the lab's firewall rules, live")
-    fwl.add_argument("action", choices=("show", "allow", "deny", "remove", "on", "off"))
-    fwl.add_argument("words", nargs="*", metavar="SRC DST PROTO [PORT] | RULE_ID")
+    fwl = sub.add_parser("firewall", help="show|allow|deny|remove|on|off the lab's firewall rules, "
+                                          "arp-inspection on|off, live")
+    fwl.add_argument("action", choices=("show", "allow", "deny", "remove", "on", "off", "arp-inspection"))
+    fwl.add_argument("words", nargs="*", metavar="SRC DST PROTO [PORT] | RULE_ID | on|off")
     fwl.add_argument("--id", help="name for a new rule (default: live-N)")
     fwl.set_defaults(fn=cmd_firewall)
+
+    att = sub.add_parser("attack", help="mitm --from HOST --between A,B: an ARP-spoofing man in the middle, "
+                                        "live; stop")
+    att.add_argument("action", choices=("mitm", "stop"))
+    att.add_argument("--from", dest="source", metavar="HOST", help="the attacker (server2, or attacker with "
+                     "--param attacker=front|back)")
+    att.add_argument("--between", metavar="A,B", help="the two victims, e.g. lb1,server1")
+    att.add_argument("--grep", help="also report this text wherever it crosses (e.g. a password)")
+    att.add_argument("--proxy", choices=("rewrite", "strip", "impersonate"),
+                     help="a transparent proxy too: tamper with pages, strip HTTPS, or impersonate the site")
+    att.add_argument("--duration", type=float, help="seconds (default 300, at most 600)")
+    att.set_defaults(fn=cmd_attack)
 
     lbp = sub.add_parser("lb", help="the load balancer's backends: show, or drain|ready|maint SERVER")
     lbp.add_argument("action", choices=("show", "drain", "ready", "maint"))

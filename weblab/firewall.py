@@ -1,6 +1,7 @@
 """`weblab firewall ...`: read and change the running lab's firewall through the controller."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from controllers.policy import PROTOS
@@ -36,9 +37,35 @@ def format_show(reply: dict) -> str:
     d = reply.get("default_deny", {})
     lines.append(f"{'(default deny)':22} {'deny':6} {'any':14} {'any':14} {'any':5} {'':>5} "
                  f"{d.get('packets', 0):>9} {d.get('bytes', 0):>10}")
+    lines += arp_lines(reply.get("arp_inspection"))
     if reply.get("error"):
         lines.append(f"note: {reply['error']}")
     return "\n".join(lines)
+
+
+def arp_lines(report: dict | None) -> list[str]:
+    """ARP inspection: on/off and the ports that sent spoofed ARP (the controller's report)."""
+    if report is None:
+        return []
+    lines = [f"ARP inspection: {'ON' if report.get('on') else 'OFF'}"
+             + (f", {report.get('dropped', 0)} spoofed ARP dropped" if report.get("ports") else
+                (", no spoofed ARP seen" if report.get("on") else ""))]
+    for p in report.get("ports", []):
+        when = time.strftime("%H:%M:%S", time.localtime(p["first"])) if p.get("first") else "?"
+        lines.append(f"  {p.get('switch') or p['dpid']} port {p['port']} ({p['host']}): {p['packets']} dropped "
+                     f"since {when}")
+    return lines
+
+
+def status_lines(state: RunState) -> list[str]:
+    """What `weblab status` says of the controller: firewall and ARP inspection (nothing if unreachable)."""
+    if state.controller is None:
+        return []
+    try:
+        reply = control(state, {"op": "status"}, timeout=2.0)
+    except WeblabError:
+        return []
+    return [f"firewall: {'on' if reply.get('firewall') else 'off'}"] + arp_lines(reply.get("arp_inspection"))
 
 
 def control(state: RunState, request: dict, timeout: float = 5.0) -> dict:
