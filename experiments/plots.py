@@ -288,3 +288,43 @@ def stacked_bars(bars: dict[str, dict[str, float]], out: Path, title: str, ylabe
     ax.set_title(title)
     ax.legend(fontsize=8)
     return _save(fig, out)
+
+
+def attack_timeline(t0: float, lanes: dict[str, Sequence[tuple[float, bool]]],
+                    series: dict[str, tuple[Sequence[float], Sequence[float]]], out: Path, title: str,
+                    windows: Sequence[Window] = (), ylabel: str = "frames per 0.25 s") -> Path:
+    """An attack over time: event lanes on top (each a dot per event, red when it went the attacker's way:
+    a lie sent, a poisoned cache, a credential seen), counts below (what crossed the attacker, probe success)."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 1.6 + 0.42 * max(1, len(lanes)) + 2.6), sharex=True,
+                                      gridspec_kw={"height_ratios": [max(1, len(lanes)), 3]})
+    for i, (name, points) in enumerate(lanes.items()):
+        xs = [t - t0 for t, _ in points]
+        top.scatter(xs, [i] * len(xs), s=14, marker="|" if len(xs) > 40 else "o",
+                    c=["tab:red" if bad else "tab:green" for _, bad in points])
+    top.set_yticks(range(len(lanes)), list(lanes), fontsize=8)
+    top.set_ylim(-0.7, len(lanes) - 0.3)
+    top.set_title(title)
+    for name, (xs, ys) in series.items():
+        bottom.plot([x - t0 for x in xs], ys, "-", lw=1.2, label=name, drawstyle="steps-post")
+    shown: set[str] = set()
+    for a, z, label in windows:
+        for ax in (top, bottom):
+            ax.axvspan(a - t0, z - t0, color="tab:orange", alpha=0.10,
+                       label=None if (label in shown or ax is top) else label)
+        shown.add(label)
+    bottom.set_xlabel("time (s)")
+    bottom.set_ylabel(ylabel)
+    if series or windows:
+        bottom.legend(fontsize=8, loc="upper left")
+    return _save(fig, out)
+
+
+def binned(times: Sequence[float], t0: float, t1: float, width: float = 0.25) -> tuple[list[float], list[float]]:
+    """Counts of events per bin from t0 to t1: (bin starts, counts), for a timeline's lower panel."""
+    n = max(1, int((t1 - t0) / width) + 1)
+    counts = [0.0] * n
+    for t in times:
+        i = int((t - t0) / width)
+        if 0 <= i < n:
+            counts[i] += 1
+    return [t0 + i * width for i in range(n)], counts

@@ -242,6 +242,17 @@ class LabTopo(Topo):
         return {info["alias"]: (info["node1"], info["node2"])
                 for _a, _b, info in self.links(sort=True, withInfo=True) if info.get("alias")}
 
+    def networks(self) -> list[str]:
+        """Every network of the lab (CIDR), sorted: what the attack tools may aim at, and nothing else."""
+        return sorted({str(leg["ip"].network) for h in self.hosts() for leg in self.legs(h)})
+
+    def leg_towards(self, host: str, peers: list[str]) -> dict[str, Any] | None:
+        """host's first leg on a network where every peer has an address too (one link: ARP reaches them)."""
+        for leg in self.legs(host):
+            if all(any(l["ip"].network == leg["ip"].network for l in self.legs(p)) for p in peers):
+                return leg
+        return None
+
     def address_on(self, host: str, peer: str) -> str:
         """host's address on a network it shares with peer (the first one)."""
         for mine in self.legs(host):

@@ -46,13 +46,10 @@ def plan(state: RunState, attacker: str, between: list[str]) -> Plan:
             raise WeblabError(f"unknown host {name!r}; hosts of this lab: {', '.join(hosts)}")
     if len(between) != 2 or len(set(between)) != 2 or attacker in between:
         raise WeblabError("--between takes two other hosts, e.g. --between lb1,server1")
-    nets = tuple(sorted({str(leg["ip"].network) for h in hosts for leg in topo.legs(h)}))
-    for leg in topo.legs(attacker):
-        found = [next((l["ip"] for l in topo.legs(v) if l["ip"].network == leg["ip"].network), None)
-                 for v in between]
-        if all(found):
-            return Plan(attacker, f"{attacker}-eth{leg['host_port']}", str(leg["ip"].ip),
-                        tuple((v, str(ip.ip)) for v, ip in zip(between, found)), nets)
+    leg = topo.leg_towards(attacker, between)
+    if leg is not None:
+        return Plan(attacker, f"{attacker}-eth{leg['host_port']}", str(leg["ip"].ip),
+                    tuple((v, topo.address_on(v, attacker)) for v in between), tuple(topo.networks()))
     raise WeblabError(f"{attacker} shares no network with both {between[0]} and {between[1]}: ARP spoofing "
                       f"works on one link (on the back network try --from server2 --between lb1,server1)")
 

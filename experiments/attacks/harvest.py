@@ -107,8 +107,9 @@ class Harvester:
     def __init__(self, grep: str | None = None, on_match: Callable[[Flow, Match, str], None] | None = None):
         self.grep = grep.encode() if grep else None
         self.on_match = on_match
-        self.flows: OrderedDict[Flow, bytearray] = OrderedDict()
-        self.seen: dict[Flow, set[tuple[str, str, str]]] = {}
+        # per (flow, source): the wire's segments and a proxy's messages of one flow are separate streams
+        self.flows: OrderedDict[tuple[Flow, str], bytearray] = OrderedDict()
+        self.seen: dict[tuple[Flow, str], set[tuple[str, str, str]]] = {}
         self.lock = threading.Lock()
         self.found: list[tuple[Flow, Match, str]] = []
 
@@ -116,8 +117,9 @@ class Harvester:
         """Add one segment's payload to its flow; the credentials newly found in the flow."""
         if not payload:
             return []
+        key = (flow, source)
         with self.lock:
-            buf = self.flows.pop(flow, None)
+            buf = self.flows.pop(key, None)
             if buf is None:
                 buf = bytearray()
                 while len(self.flows) >= MAX_FLOWS:
@@ -125,8 +127,8 @@ class Harvester:
                     self.seen.pop(old, None)
             buf += payload
             del buf[:max(0, len(buf) - MAX_FLOW_BYTES)]
-            self.flows[flow] = buf
-            seen = self.seen.setdefault(flow, set())
+            self.flows[key] = buf
+            seen = self.seen.setdefault(key, set())
             new = []
             for m in find_credentials(bytes(buf), self.grep):
                 key = (m.kind, m.field, m.value)

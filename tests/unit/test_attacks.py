@@ -140,6 +140,9 @@ def test_harvester_reassembles_a_flow_and_reports_each_credential_once():
     h.feed(("10.0.1.11", 80, "10.0.1.10", 40000), b"HTTP/1.1 200 OK\r\n\r\n")
     h.feed(flow, b"&more=1")  # the same credentials again: not reported twice
     assert [(f, v) for _, f, v in hits] == [("username", "alice"), ("password", "wonderland")]
+    # a proxy's whole message of the same flow is its own stream: no run-on with the wire's bytes
+    h.feed(flow, b"POST /login HTTP/1.1\r\n\r\nusername=alice&password=wonderland", source="proxy")
+    assert [v for _, f, v in hits if f == "password"] == ["wonderland", "wonderland"]
 
 
 def test_wire_watch_reads_intercepted_segments_between_the_victims_only():
