@@ -238,7 +238,7 @@ def intercepted(pcap: Path, a_ip: str, b_ip: str, attacker_mac: str, needle: byt
     from scapy.layers.l2 import Ether
     from scapy.utils import rdpcap
 
-    from experiments.capture import TLS_CONTENT_TYPES, http_label
+    from weblab.core.wire import http_label, tls_header
     frames, payload_frames, http, hits, times, hit_times = 0, 0, 0, [], [], {}
     tls: dict[str, int] = {}
     streams: dict[tuple, list[tuple[int, int, bytes]]] = {}
@@ -258,9 +258,9 @@ def intercepted(pcap: Path, a_ip: str, b_ip: str, attacker_mac: str, needle: byt
         payload_frames += 1
         if http_label(data):
             http += 1
-        if len(data) >= 5 and data[0] in TLS_CONTENT_TYPES and data[1] == 3:
-            kind = TLS_CONTENT_TYPES[data[0]]
-            tls[kind] = tls.get(kind, 0) + 1
+        header = tls_header(data)
+        if header is not None:
+            tls[header.content_type] = tls.get(header.content_type, 0) + 1
         key = (pkt[IP].src, pkt[TCP].sport, pkt[IP].dst, pkt[TCP].dport)
         streams.setdefault(key, []).append((pkt[TCP].seq, n, data))
         hit_times[n] = float(pkt.time)

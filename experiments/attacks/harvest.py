@@ -28,6 +28,7 @@ except ImportError:  # run by file path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from experiments.attacks.events import EventLog, fail, stamp, stop_on_signals
     from experiments.attacks.guard import AddressGuard, GuardError
+from weblab.core.wire import http_body, http_label, tls_header  # noqa: E402  (after the path is set)
 
 SECRET_FIELDS = ("password", "passwd", "pass", "pwd", "secret", "token")
 USER_FIELDS = ("username", "user", "login", "email")
@@ -36,8 +37,6 @@ _FIELD = re.compile(rb"(?:^|[&?\s])(" + b"|".join(f.encode() for f in SECRET_FIE
 _BASIC = re.compile(rb"^Authorization:\s*Basic\s+([A-Za-z0-9+/=]{4,512})\s*$", re.IGNORECASE | re.MULTILINE)
 MAX_FLOW_BYTES = 64 * 1024
 MAX_FLOWS = 1024
-TLS_TYPES = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "ApplicationData"}
-HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"PATCH ", b"OPTIONS ")
 
 Flow = tuple[str, int, str, int]  # src, sport, dst, dport
 
@@ -83,13 +82,14 @@ def secrets_of(matches: list[Match]) -> list[Match]:
 
 def describe(payload: bytes) -> str | None:
     """One line for an HTTP message or TLS record starting a TCP payload; None for other bytes."""
-    if payload.startswith(HTTP_METHODS) or payload.startswith(b"HTTP/1."):
-        head, _, body = payload.partition(b"\r\n\r\n")
-        text = "HTTP " + head.split(b"\r\n", 1)[0].decode(errors="replace")
-        return text + (f"  body: {_printable(body[:120])}" if body else "")
-    if len(payload) >= 5 and payload[0] in TLS_TYPES and payload[1] == 3:
-        length = int.from_bytes(payload[3:5], "big")
-        return f"TLS {TLS_TYPES[payload[0]]} record, {length} bytes" + (" (encrypted)" if payload[0] == 23 else "")
+    label = http_label(payload)
+    if label:
+        body = http_body(payload)
+        return f"HTTP {label}" + (f"  body: {_printable(body[:120])}" if body else "")
+    header = tls_header(payload)
+    if header is not None:
+        return (f"TLS {header.content_type} record, {header.length} bytes"
+                + (" (encrypted)" if header.content_type == "ApplicationData" else ""))
     return None
 
 

@@ -67,7 +67,8 @@ def judge_phase(folder: Path, params: dict[str, Any]) -> dict[str, Any]:
     rows = read_probe(folder / "probe.csv")
     during = between(rows, marks.get("attack_start", 0), marks.get("attack_stop", 0))
     return {"ph": ph, "wire": wire, "logins": logins, "probe": rows, "marks": marks, "m": {
-        "poisoned": ph["poisoned"], "poison_frames_sent": ph["poison_frames"], "restored": ph["restored"],
+        "poisoned": ph["poisoned"], "poisoned_samples": ph["poisoned_samples"],
+        "poison_frames_sent": ph["poison_frames"], "restored": ph["restored"],
         "leftovers": ph["leftovers"], "logins": len(logins),
         "victim_logins": sum(1 for r in logins if r["backend"] == b and r["code"] == "200"),
         "intercepted_frames": wire["frames"], "password_frames": wire["needle_frames"],
