@@ -306,12 +306,12 @@ def attack_timeline(t0: float, lanes: dict[str, Sequence[tuple[float, bool]]],
     top.set_title(title)
     for name, (xs, ys) in series.items():
         bottom.plot([x - t0 for x in xs], ys, "-", lw=1.2, label=name, drawstyle="steps-post")
-    shown: set[str] = set()
-    for a, z, label in windows:
+    shown: dict[str, str] = {}
+    for a, z, label in windows:  # one colour per kind of window (an attack phase)
+        colour = shown.setdefault(label, COLOURS[(len(shown) + 1) % len(COLOURS)])
         for ax in (top, bottom):
-            ax.axvspan(a - t0, z - t0, color="tab:orange", alpha=0.10,
-                       label=None if (label in shown or ax is top) else label)
-        shown.add(label)
+            ax.axvspan(a - t0, z - t0, color=colour, alpha=0.10,
+                       label=None if (ax is top or (a, z) != next(w[:2] for w in windows if w[2] == label)) else label)
     bottom.set_xlabel("time (s)")
     bottom.set_ylabel(ylabel)
     if series or windows:

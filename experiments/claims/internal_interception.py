@@ -155,6 +155,8 @@ class InternalInterception(Experiment):
         got = judge_phase(raw / "attack", params)
         png = timeline(raw / "attack", got, plots_dir / f"{case.name}-timeline.png",
                        f"C23 tls={case.name}: {params['attacker']} between {' and '.join(params['victims'])}")
-        notes = [f"poisoned at {got['ph']['poisoned_at']:.3f} after {got['ph']['poison_frames']} lies"
-                 if got["ph"]["poisoned_at"] else "never poisoned"]
-        return self.verdict(case, got["m"], params, [png], notes + [f"left behind: {x}" for x in got["ph"]["leftovers"]])
+        ph = got["ph"]
+        notes = [f"both caches poisoned {ph['poisoned_at'] - ph['first_poison_sent']:.2f} s after the first lie "
+                 f"({ph['poison_frames']} lies in all)" if ph["poisoned_at"] and ph["first_poison_sent"]
+                 else "the caches were never both poisoned"]
+        return self.verdict(case, got["m"], params, [png], notes + [f"left behind: {x}" for x in ph["leftovers"]])
