@@ -4,6 +4,7 @@ against a client that has not seen the site's HSTS."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ CURL_CERT_REJECTED = 60  # curl: "Peer certificate cannot be authenticated with 
 
 def fetch(lab: Any, url: str, body: Path, extra: list[str] | None = None) -> dict[str, Any]:
     """One page as a browser would get it (following redirects): status, final URL, HSTS header, marker."""
-    t0 = attacking.time.time()
+    t0 = time.time()
     res = lab.exec("client", ["curl", "-s", "-L", "-o", str(body), "-D", "-", "--max-time", "5", *(extra or []),
                               "-w", "\n%{http_code} %{url_effective}", url], timeout=15)
     lines = res.stdout.strip().splitlines()
@@ -117,7 +118,7 @@ class HttpsIntegrity(Experiment):
             attack = attacking.Attack(lab, folder, pos, duration=params["attack_s"], rate=params["rate"], proxy=proxy)
             marks: dict[str, Any] = {"phase": phase, "proxy": proxy}
             try:
-                marks["attack_start"] = attacking.time.time()
+                marks["attack_start"] = time.time()
                 attack.start()
                 marks["poisoned"] = attack.wait_poisoned()
                 say(f"{case.name}/{phase}: proxy {proxy}, {'poisoned' if marks['poisoned'] else 'NOT poisoned'}")
@@ -132,7 +133,7 @@ class HttpsIntegrity(Experiment):
                     page = record(folder, "visits", fetch(lab, f"http://{SITE}/login", folder / "login.html", extra))
                     target = page["effective"] or f"http://{SITE}/login"
                     attacking.login(lab, target, FORM, folder / "logins.jsonl", extra=extra)
-                marks["attack_stop"] = attacking.time.time()
+                marks["attack_stop"] = time.time()
             finally:
                 marks["cleanup"] = attack.stop()
                 (folder / "phase.json").write_text(json.dumps(marks, indent=2, default=str) + "\n")

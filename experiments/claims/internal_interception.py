@@ -3,6 +3,7 @@ that cross the back network, unless TLS is re-encrypted to the backends."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def run_attack_with_logins(lab: Any, out: Path, params: dict[str, Any], phase: s
     marks: dict[str, Any] = {"phase": phase}
     try:
         with window(folder, "attack"):
-            marks["attack_start"] = attacking.time.time()
+            marks["attack_start"] = time.time()
             attack.start()
             marks["poisoned"] = attack.wait_poisoned()
             say(f"{phase}: {pos.attacker} {'poisoned' if marks['poisoned'] else 'did NOT poison'} "
@@ -45,7 +46,7 @@ def run_attack_with_logins(lab: Any, out: Path, params: dict[str, Any], phase: s
                 if served >= params["min_victim_logins"]:
                     break
             drive.pause(params["hold_s"])
-            marks["attack_stop"] = attacking.time.time()
+            marks["attack_stop"] = time.time()
     finally:
         marks["cleanup"] = attack.stop()
         drive.pause(params["after_s"])
