@@ -2,20 +2,19 @@
 
 The plan comes from the running lab's design: the attacker's interface on the network it shares with
 both victims, the victims' addresses there, and the lab's networks (the tool refuses anything
-outside them). The tool runs in the foreground of the command that started it (as `weblab sniff`
-does) and is recorded in the run directory first, so `weblab attack stop` and `weblab down` stop it
-(SIGTERM: it restores the victims' caches and its sysctls before it exits).
+outside them). The lab itself starts the tool (its control socket's `spawn`: a process the run
+records and removes, stopped before anything else at `weblab down`); the command follows its output
+live and stops it on Ctrl-C. SIGTERM makes the tool restore the victims' caches and its sysctls.
 """
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from weblab.core import paths
+from weblab import control
 from weblab.core.errors import WeblabError
 from weblab.core.proc import ProcRef
 from weblab.core.state import RunState
@@ -71,47 +70,58 @@ def argv(p: Plan, python: str, duration: float, grep: str | None = None, proxy: 
     return out
 
 
-def records_dir(state: RunState) -> Path:
-    """Where the run keeps the records of running attacks (removed with the run)."""
-    return paths.run_dir(state.run_id) / "attacks"
+NAME = "attack-mitm"  # the prefix of the spawned process's name (and log)
 
 
-def record_self(state: RunState, p: Plan) -> Path:
-    """Record this process (about to become the tool by exec: same pid, same start time)."""
-    folder = records_dir(state)
-    folder.mkdir(parents=True, exist_ok=True)
-    ref = ProcRef.of(f"attack:mitm@{p.attacker}", os.getpid(), group=False, host=p.attacker)
-    path = folder / f"mitm-{os.getpid()}.json"
-    path.write_text(json.dumps({**ref.to_dict(), "victims": [list(v) for v in p.victims]}) + "\n")
-    return path
+def spawn(state: RunState, p: Plan, argv_: list[str]) -> tuple[int, Path]:
+    """The lab starts the tool in the attacker host and records it: (pid, its log)."""
+    name = f"{NAME}-{p.attacker}-{int(time.time() * 1000) % 10**9}"
+    reply = control.request(state, {"op": "spawn", "host": p.attacker, "argv": argv_, "name": name})
+    return int(reply["pid"]), Path(reply["log"])
 
 
-def running(state: RunState) -> list[tuple[Path, ProcRef]]:
-    """The recorded attacks whose process is still the one recorded."""
-    out = []
-    folder = records_dir(state)
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
-        try:
-            data = json.loads(path.read_text())
-            ref = ProcRef(data["name"], data["pid"], data["start"], data.get("group", False), data.get("host", ""))
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)
-            continue
-        if ref.alive():
-            out.append((path, ref))
-        else:
-            path.unlink(missing_ok=True)  # it ended by itself
-    return out
+def running(state: RunState) -> list[dict]:
+    """The attacks the lab spawned that still run (pid, name, host, log)."""
+    try:
+        reply = control.request(state, {"op": "status"}, timeout=5)
+    except WeblabError:
+        return []
+    return [s for s in reply.get("spawned", []) if s["name"].startswith(NAME) and s["alive"]]
 
 
-def stop_all(state: RunState, timeout: float = STOP_TIMEOUT) -> list[str]:
-    """SIGTERM every recorded attack (it undoes itself), bounded; the names of those stopped."""
+def stop(state: RunState, pid: int) -> None:
+    """Ask the lab to stop one attack (SIGTERM: it restores, then exits; bounded)."""
+    control.request(state, {"op": "stop-process", "pid": pid}, timeout=STOP_TIMEOUT + 5)
+
+
+def stop_all(state: RunState) -> list[str]:
+    """Stop every attack the lab runs; the names of those stopped."""
     stopped = []
-    for path, ref in running(state):
-        ref.stop(timeout=timeout)
-        path.unlink(missing_ok=True)
-        stopped.append(f"{ref.name} (pid {ref.pid})")
+    for s in running(state):
+        stop(state, s["pid"])
+        stopped.append(f"{s['name']} (pid {s['pid']})")
     return stopped
+
+
+def follow(state: RunState, pid: int, log: Path, limit: float, out=sys.stdout) -> None:
+    """Print the tool's output as it comes until it exits (bounded by limit s); Ctrl-C stops it first."""
+    ref = ProcRef.of("attack", pid)
+    deadline = time.monotonic() + limit
+    with open(log, "rb") as f:
+        try:
+            while ref.alive() and time.monotonic() < deadline:
+                chunk = f.read()
+                if chunk:
+                    out.write(chunk.decode(errors="replace"))
+                    out.flush()
+                else:
+                    time.sleep(0.1)  # bounded poll of the log the lab writes
+        except KeyboardInterrupt:
+            stop(state, pid)
+        if ref.alive():  # past its own duration: a stuck tool
+            stop(state, pid)
+        out.write(f.read().decode(errors="replace"))
+        out.flush()
 
 
 def announce(p: Plan, duration: float) -> None:

@@ -167,8 +167,9 @@ def cmd_status(args) -> int:
     from weblab import attack, firewall
     for line in firewall.status_lines(state):
         print(f"  {line}")
-    for _, ref in attack.running(state):
-        print(f"  attack: {ref.name} running (pid {ref.pid}); stop it with: sudo weblab attack stop")
+    for a in attack.running(state):
+        print(f"  attack: {a['name']} running in {a['host']} (pid {a['pid']}, log {a['log']}); "
+              "stop it with: sudo weblab attack stop")
     for p in running.dead_daemons(state):
         print(f"  {p.name}: DOWN (pid {p.pid} exited): the lab cannot forward; stop it with: sudo weblab down")
     return 0
@@ -344,11 +345,10 @@ def cmd_attack(args) -> int:
         raise WeblabError("--duration: 1 to 600 seconds")
     p = attack.plan(state, args.source, [h.strip() for h in args.between.split(",")])
     attack.check_networks(p)
-    argv = attack.argv(p, sys.executable, duration, args.grep, args.proxy)
     attack.announce(p, duration)
-    attack.record_self(state, p)
-    running.exec_in_host(state, p.attacker, argv)  # foreground, like sniff; same pid as recorded
-    return 127
+    pid, log = attack.spawn(state, p, attack.argv(p, sys.executable, duration, args.grep, args.proxy))
+    attack.follow(state, pid, log, duration + attack.STOP_TIMEOUT + 5)
+    return 0
 
 
 def cmd_lb(args) -> int:

@@ -76,12 +76,12 @@ def test_with_inspection_off_the_attacker_reads_logins_and_undoes_everything(lab
         proc = start_attack("--grep", "wonderland", "--duration", "60")
         try:
             assert wait_for_entry(ATTACKER_MAC), "lb1 was not poisoned"
-            assert "attack: attack:mitm@attacker running" in weblab("status").stdout
+            assert "attack: attack-mitm-attacker-" in weblab("status").stdout
             login()
         finally:
             stopped = weblab("attack", "stop").stdout
             out, _ = proc.communicate(timeout=30)
-        assert "stopped attack:mitm@attacker" in stopped
+        assert "stopped attack-mitm-attacker-" in stopped
         assert "!! FORM password='wonderland'" in out, out[-3000:]
         assert "-> 10.0.1.11:80  HTTP POST /login" in out
         assert "stopped: caches restored" in out
@@ -105,5 +105,5 @@ def test_down_stops_a_running_attack_first(lab):  # last: it takes the lab down
     assert wait_for_entry(ATTACKER_MAC)
     down = weblab("down").stdout
     out, _ = proc.communicate(timeout=30)
-    assert "*** stopped attack:mitm@attacker" in down and proc.returncode == 0
+    assert "*** stopped attack-mitm-attacker-" in down and proc.returncode == 0
     assert "stopped: caches restored" in out  # it undid itself while the lab was still up

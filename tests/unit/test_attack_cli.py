@@ -1,13 +1,14 @@
 """`weblab attack` and the ARP inspection display: plans from the design, records, stop, the tables (no root)."""
+import io
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from weblab import attack, firewall
-from weblab.core import paths
+from weblab.core import jsonline
 from weblab.core.errors import WeblabError
-from weblab.core.proc import ProcRef
 from weblab.core.state import RunState
 
 
@@ -38,22 +39,60 @@ def test_bad_plans_say_what_to_do(source, between, words):
         attack.plan(state(), source, between)
 
 
-def test_recorded_attacks_are_stopped_and_forgotten(tmp_path, monkeypatch):
-    monkeypatch.setattr(paths, "RUN_ROOT", tmp_path)
+class FakeLabSocket:
+    """The lab's control socket as the CLI sees it: spawn, status, stop-process, on a real Unix socket."""
+
+    def __init__(self, path, child_log):
+        self.requests, self.child, self.child_log = [], None, child_log
+        self.sock = jsonline.bind(str(path))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=jsonline.serve_client, args=(conn, self.handle), daemon=True).start()
+
+    def handle(self, req):
+        self.requests.append(req)
+        if req["op"] == "spawn":  # a stand-in tool: prints, then exits cleanly on SIGTERM
+            out = open(self.child_log, "wb")
+            self.child = subprocess.Popen([sys.executable, "-c", TOOL], stdout=out, stderr=subprocess.STDOUT)
+            return {"ok": True, "pid": self.child.pid, "log": str(self.child_log)}
+        if req["op"] == "status":
+            alive = self.child is not None and self.child.poll() is None
+            return {"ok": True, "spawned": [{"pid": self.child.pid, "name": "attack-mitm-server2-1", "host": "server2",
+                                              "alive": alive, "log": str(self.child_log)}] if self.child else []}
+        if req["op"] == "stop-process":
+            self.child.terminate()
+            self.child.wait(timeout=5)
+            return {"ok": True, "pid": req["pid"], "alive": False}
+        return {"ok": False, "error": "unknown op"}
+
+
+TOOL = ("import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (print('stopped: caches restored', flush=True), sys.exit(0)))\n"
+        "print('man in the middle of lb1 and server1', flush=True)\n"
+        "time.sleep(30)\n")
+
+
+def test_the_lab_spawns_the_attack_and_the_cli_follows_and_stops_it(tmp_path):
     st = state()
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        folder = attack.records_dir(st)
-        folder.mkdir(parents=True)
-        ref = ProcRef.of("attack:mitm@server2", proc.pid, group=False, host="server2")
-        (folder / "mitm-1.json").write_text(__import__("json").dumps(ref.to_dict()))
-        (folder / "mitm-2.json").write_text('{"name": "gone", "pid": 1, "start": 0}')  # pid reused: not ours
-        assert [r.pid for _, r in attack.running(st)] == [proc.pid]
-        assert attack.stop_all(st, timeout=5) == [f"attack:mitm@server2 (pid {proc.pid})"]
-        assert not ref.alive() and list(folder.iterdir()) == []  # (stop reaped it: our child)
-        assert attack.stop_all(st) == []
-    finally:
-        proc.kill()
+    st.data["control"] = str(tmp_path / "control.sock")
+    lab = FakeLabSocket(tmp_path / "control.sock", tmp_path / "attack.log")
+    p = attack.plan(st, "server2", ["lb1", "server1"])
+    pid, log = attack.spawn(st, p, attack.argv(p, "/venv/python", 30))
+    assert lab.requests[0]["host"] == "server2" and lab.requests[0]["name"].startswith("attack-mitm-server2-")
+    assert lab.requests[0]["argv"][1:3] == ["-m", "experiments.attacks.mitm"]
+    assert [a["pid"] for a in attack.running(st)] == [pid]
+    out = io.StringIO()
+    threading.Timer(1.0, lambda: attack.stop_all(st)).start()  # what `weblab attack stop` does
+    attack.follow(st, pid, log, limit=20, out=out)
+    assert "man in the middle of lb1 and server1" in out.getvalue()
+    assert "stopped: caches restored" in out.getvalue()
+    assert attack.running(st) == [] and attack.stop_all(st) == []
 
 
 def test_firewall_show_and_status_print_arp_inspection():
