@@ -69,6 +69,19 @@ def test_inspection_is_on_by_default_and_stops_the_attack_naming_the_port(lab):
     assert len(lines) == 1 and "host attacker" in lines[0] and ATTACKER_MAC in lines[0], lines
 
 
+def test_inspection_sends_nothing_to_the_controller_in_steady_state(lab):
+    from controllers.client import request
+    sock = lab["controller"]["control"]
+
+    def packet_ins() -> dict:
+        return {s["dpid"]: s["packet_ins"] for s in request(sock, {"op": "status"})["switches"]}
+    before = packet_ins()
+    in_host("lb1", "ip", "neigh", "flush", "dev", "lb1-eth1")  # fresh ARP through the inspection flows
+    assert in_host("lb1", "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.1.11").returncode == 0
+    login(2)
+    assert packet_ins() == before
+
+
 def test_with_inspection_off_the_attacker_reads_logins_and_undoes_everything(lab):
     weblab("firewall", "arp-inspection", "off")
     try:
