@@ -9,12 +9,14 @@ live and stops it on Ctrl-C. SIGTERM makes the tool restore the victims' caches 
 from __future__ import annotations
 
 import ipaddress
+import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from weblab import control
+from weblab.core import paths
 from weblab.core.errors import WeblabError
 from weblab.core.proc import ProcRef
 from weblab.core.state import RunState
@@ -74,24 +76,43 @@ NAME = "attack-mitm"  # the prefix of the spawned process's name (and log)
 
 
 def spawn(state: RunState, p: Plan, argv_: list[str]) -> tuple[int, Path]:
-    """The lab starts the tool in the attacker host and records it: (pid, its log)."""
+    """The lab starts the tool in the attacker host and records it: (pid, its log). Which of the lab's
+    spawned processes are attacks is noted in the run directory (removed with the run)."""
     name = f"{NAME}-{p.attacker}-{int(time.time() * 1000) % 10**9}"
     reply = control.request(state, {"op": "spawn", "host": p.attacker, "argv": argv_, "name": name})
-    return int(reply["pid"]), Path(reply["log"])
+    pid, log = int(reply["pid"]), Path(reply["log"])
+    ref = ProcRef.of(name, pid, host=p.attacker)
+    folder = records_dir(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{pid}.json").write_text(json.dumps({**ref.to_dict(), "log": str(log)}) + "\n")
+    return pid, log
+
+
+def records_dir(state: RunState) -> Path:
+    return paths.run_dir(state.run_id) / "attacks"
 
 
 def running(state: RunState) -> list[dict]:
     """The attacks the lab spawned that still run (pid, name, host, log)."""
-    try:
-        reply = control.request(state, {"op": "status"}, timeout=5)
-    except WeblabError:
-        return []
-    return [s for s in reply.get("spawned", []) if s["name"].startswith(NAME) and s["alive"]]
+    out = []
+    folder = records_dir(state)
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+        try:
+            rec = json.loads(path.read_text())
+            alive = ProcRef(rec["name"], rec["pid"], rec["start"], rec.get("group", True), rec.get("host", "")).alive()
+        except (OSError, ValueError, KeyError):
+            alive = False
+        if alive:
+            out.append(rec)
+        else:
+            path.unlink(missing_ok=True)  # it ended
+    return out
 
 
 def stop(state: RunState, pid: int) -> None:
     """Ask the lab to stop one attack (SIGTERM: it restores, then exits; bounded)."""
     control.request(state, {"op": "stop-process", "pid": pid}, timeout=STOP_TIMEOUT + 5)
+    (records_dir(state) / f"{pid}.json").unlink(missing_ok=True)
 
 
 def stop_all(state: RunState) -> list[str]:

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from weblab import attack, firewall
-from weblab.core import jsonline
+from weblab.core import jsonline, paths
 from weblab.core.errors import WeblabError
 from weblab.core.state import RunState
 
@@ -78,7 +78,8 @@ TOOL = ("import signal, sys, time\n"
         "time.sleep(30)\n")
 
 
-def test_the_lab_spawns_the_attack_and_the_cli_follows_and_stops_it(tmp_path):
+def test_the_lab_spawns_the_attack_and_the_cli_follows_and_stops_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "RUN_ROOT", tmp_path)
     st = state()
     st.data["control"] = str(tmp_path / "control.sock")
     lab = FakeLabSocket(tmp_path / "control.sock", tmp_path / "attack.log")
