@@ -242,3 +242,32 @@ def test_https_integrity_https_rule_edges(tmp_path, kw, expect, words):
 
 def test_the_marker_is_what_the_pages_are_searched_for():
     assert MARKER == "TAMPERED-BY-WEBLAB-ATTACKER"
+
+
+def test_the_attack_position_and_command_come_from_the_design():
+    from types import SimpleNamespace
+
+    from experiments import attacking
+    lab = SimpleNamespace(design="secured", params={"attacker": "front"}, python="/venv/python",
+                          link_intfs=lambda a, b: (f"{a}-eth0", f"{b}-eth9"))
+    pos = attacking.position(lab, "attacker", ["client", "lb1"])
+    assert (pos.iface, pos.address) == ("attacker-eth0", "10.0.0.200")
+    assert pos.victims == (("client", "10.0.0.100"), ("lb1", "10.0.0.10"))
+    argv = attacking.mitm_argv(lab, pos, Path("/raw/a.jsonl"), 30, 2, proxy="strip")
+    assert argv[:3] == ["/venv/python", "-m", "experiments.attacks.mitm"] and "--quiet" in argv
+    assert argv.count("--lab-net") == 2 and argv[argv.index("--proxy") + 1] == "strip"
+    with pytest.raises(ValueError, match="shares no network"):
+        attacking.position(SimpleNamespace(design="secured", params={}, link_intfs=None), "client",
+                           ["lb1", "server1"])
+
+
+def test_leftovers_name_what_outlived_the_attack():
+    from experiments.attacking import leftovers
+    clean = {"exit_code": 0, "sysctls_before": SYSCTLS, "sysctls_after": SYSCTLS, "nft_tables_after": [],
+             "caches_after": [{"victim": "lb1", "about": "server1", "poisoned": False}]}
+    assert leftovers(clean) == []
+    dirty = {**clean, "exit_code": -9, "sysctls_after": {**SYSCTLS, "net/ipv4/ip_forward": "1"},
+             "nft_tables_after": ["table ip weblab_attack_42"],
+             "caches_after": [{"victim": "lb1", "about": "server1", "poisoned": True}]}
+    assert leftovers(dirty) == ["the tool exited with -9", "sysctl net/ipv4/ip_forward is 1 (was 0)",
+                                "nftables table ip weblab_attack_42", "lb1 still maps server1 to the attacker"]
