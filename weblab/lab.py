@@ -94,7 +94,7 @@ class Lab:
         self.ovs: PrivateOVS | None = None
         self.controller: ProcRef | None = None
         self.ca = None
-        self.services: dict[tuple[str, str], Any] = {}
+        self.daemons: dict[tuple[str, str], Any] = {}
         self.started_services: list[Any] = []
         self.popens: list[subprocess.Popen] = []
         self.control = None  # the lab's control socket (weblab.control), served once it is ready
@@ -361,7 +361,7 @@ class Lab:
         opts = {k: resolve(v) for k, v in spec.options.items()}
         svc = kinds[spec.kind](self.handle(spec.host, cgroup=True),
                                self.run_dir / "hosts" / spec.host / spec.kind, **opts)
-        self.services[(spec.host, spec.kind)] = svc
+        self.daemons[(spec.host, spec.kind)] = svc
         return svc
 
     def _wait_entry(self) -> None:
@@ -448,9 +448,9 @@ class Lab:
     def service(self, host: str, kind: str):
         """The running service object (start, stop, kill, restart, wait_ready, pid)."""
         try:
-            return self.services[(host, kind)]
+            return self.daemons[(host, kind)]
         except KeyError:
-            have = ", ".join(f"{k}@{h}" for h, k in self.services)
+            have = ", ".join(f"{k}@{h}" for h, k in self.daemons)
             raise WeblabError(f"no service {kind} on {host}; services: {have}") from None
 
     def link_intfs(self, a: str, b: str) -> tuple[str, str]:

@@ -39,3 +39,13 @@ def test_a_fake_lab_instance_is_a_lab_handle(tmp_path):
     assert isinstance(lab, LabHandle)
     assert lab.address_on("server1", "client") == lab.ip("server1")
     assert ("server1", "nginx") in lab.services() and lab.services("dns") == [("dns", "dns")]
+
+
+def test_the_labs_methods_are_not_shadowed_by_its_attributes():
+    """An attribute of the same name as a LabHandle method (a dict once hid Lab.services()) breaks every caller."""
+    import inspect
+    from weblab.lab import Lab
+    init = inspect.getsource(Lab.__init__)
+    for name, member in inspect.getmembers(LabHandle):
+        if inspect.isfunction(member):
+            assert f"self.{name} =" not in init and f"self.{name}:" not in init, f"Lab.__init__ shadows {name}()"
