@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything weblab needs on Debian 12 / Ubuntu 22.04+: Debian packages, a venv from the
-# system Python (so Debian's Mininet imports) with pinned packages, and the `weblab` command.
+# Installs everything weblab needs on Debian 12 / 13 (tried) and Ubuntu 24.04 (expected): Debian
+# packages, a venv from the system Python (so Debian's Mininet imports) with pinned packages, weblab
+# itself as a PEP 660 editable install, and the `weblab` command.
 # Idempotent: a second run checks, finds everything in place and changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -30,12 +31,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 stamp="$VENV/.weblab-installed"
-want=$(cat requirements.txt constraints.txt setup.py | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt constraints.txt pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "install.sh: building the venv in $VENV"
   [ -x "$VENV/bin/python" ] || "$SYSPY" -m venv --system-site-packages "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
-  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  pip=("$VENV/bin/pip" install -q --disable-pip-version-check)
+  # The build backend first, pinned: pyproject.toml's editable install (PEP 660) needs
+  # setuptools >= 64, and venvs of Python 3.12+ (Debian 13) ship no setuptools at all.
+  "${pip[@]}" -c constraints.txt setuptools
+  "${pip[@]}" -r requirements.txt -c constraints.txt
+  # No build isolation: the pinned setuptools above builds it, nothing is fetched at build time.
+  "${pip[@]}" --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi
 "$VENV/bin/python" -c "import mininet.net, os_ken, scapy, matplotlib, pymysql, jinja2, gunicorn" \
