@@ -2,7 +2,7 @@
 # Tries weblab as a newcomer would on a fresh Debian release: a minimal root made with debootstrap,
 # entered as a machine of its own, then the README's commands from a fresh clone of a branch.
 #
-#   tests/distro/debian-root.sh [--suite trixie] [--root DIR] [--repo GIT] [--branch B] STEP...
+#   tests/distro/debian-root.sh [--suite trixie] [--root DIR] [--repo GITDIR] [--branch B] STEP...
 #   STEP: root     debootstrap --variant=minbase SUITE into DIR (skipped if DIR has a system)
 #         install  add what a course VM has (git, python3, make), clone, `make install` twice
 #         labs     every design: up --detach, a page through its entry point, down, nothing left;
@@ -22,8 +22,9 @@ set -euo pipefail
 
 SUITE=trixie
 ROOT=""
-REPO=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
-BRANCH=$(git -C "$REPO" rev-parse --abbrev-ref HEAD)
+HERE=$(dirname "$0")
+REPO=$(cd "$HERE" && cd "$(git rev-parse --git-common-dir)" && pwd)  # the git directory (a worktree's too)
+BRANCH=$(git -C "$HERE" rev-parse --abbrev-ref HEAD)
 CLONE=/root/weblab
 DESIGNS=(one-server distributed secured scaled)
 CLAIMS=(dns-cname http-exchange spof)
