@@ -81,6 +81,10 @@ deb $m $SUITE main
 deb $m $SUITE-updates main
 deb ${m%/debian*}/debian-security $SUITE-security main
 EOF
+  # The root uses this machine's network: the certificate authorities this machine adds locally
+  # (an HTTPS proxy's, say) must be trusted inside too, or pip cannot reach the package index.
+  mkdir -p "$ROOT/usr/local/share/ca-certificates"
+  cp -p /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/" 2>/dev/null || true
   printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
   chmod 755 "$ROOT/usr/sbin/policy-rc.d"
 }
@@ -91,6 +95,7 @@ step_install() {
     echo "== install: what a course VM has: git python3 make"
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends git python3 make ca-certificates >/dev/null
+    update-ca-certificates >/dev/null
     rm -rf '"$CLONE"'
     git clone -q --branch '"$BRANCH"' /mnt/repo '"$CLONE"'
     cd '"$CLONE"'
