@@ -1,8 +1,9 @@
 # weblab — the README's commands call these targets.
 VENV := .venv
 PY := $(VENV)/bin/python
+DEBIAN13_ROOT ?= /var/tmp/weblab-debian13
 
-.PHONY: install demo test unit integration bench lint clean-runs reference
+.PHONY: install demo test unit integration bench lint clean-runs reference try-debian13
 
 install:            ## Debian packages, the venv with pinned packages, the weblab command
 	./install.sh
@@ -30,3 +31,6 @@ reference: install  ## the reference results: every claim three times on this ma
 
 lint: install       ## pyflakes over the code (controllers/run.py's side-effect import is expected)
 	$(PY) -m pyflakes weblab topologies controllers hostapps experiments tests
+
+try-debian13:       ## a fresh Debian 13 root: the install, every design, three claims inside it (root; no other lab meanwhile)
+	tests/distro/debian-root.sh --suite trixie --root $(DEBIAN13_ROOT) root install labs

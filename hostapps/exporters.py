@@ -16,6 +16,7 @@ from typing import Any
 
 from hostapps.accounts import EXPORTER
 from hostapps.base import Service, render_template
+from weblab.core import versions
 from weblab.core.errors import WeblabError
 
 # Cheap collectors whose numbers mean something in a lab (see the module docstring); the rest
@@ -81,12 +82,25 @@ class NginxExporter(Exporter):
     defaults: dict[str, Any] = {"bind": "0.0.0.0", "port": 9113,
                                 "scrape_uri": "http://127.0.0.1/nginx_status"}
 
+    @classmethod
+    def version(cls) -> versions.Version | None:
+        """This machine's exporter release (0.11 on Debian 12, 1.4 on Debian 13), None if unknown."""
+        return versions.of("prometheus-nginx-exporter")
+
     def argv(self) -> list[str]:
-        # 0.11 exits if stub_status does not answer at start: a few retries absorb start order,
+        return nginx_exporter_argv(self.opts["scrape_uri"], self.listen, self.version())
+
+
+def nginx_exporter_argv(scrape_uri: str, listen: str, version: versions.Version | None) -> list[str]:
+    """The exporter's command line for its release: 1.0 moved to --long flags and dropped the retries."""
+    if version is not None and version < (1, 0):
+        # 0.x exits if stub_status does not answer at start: a few retries absorb start order,
         # and are bounded well inside ready_timeout.
-        return ["prometheus-nginx-exporter", "-nginx.scrape-uri", self.opts["scrape_uri"],
-                "-web.listen-address", self.listen, "-nginx.retries", "5",
-                "-nginx.retry-interval", "1s"]
+        return ["prometheus-nginx-exporter", "-nginx.scrape-uri", scrape_uri, "-web.listen-address", listen,
+                "-nginx.retries", "5", "-nginx.retry-interval", "1s"]
+    # 1.x (and a release that does not say): no retries flag; it starts without NGINX and reports
+    # nginx_up 0 until stub_status answers.
+    return ["prometheus-nginx-exporter", f"--nginx.scrape-uri={scrape_uri}", f"--web.listen-address={listen}"]
 
 
 class MysqldExporter(Exporter):

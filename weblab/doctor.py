@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from weblab.core import cgroups
+from weblab.core import cgroups, versions
 from weblab.core.paths import RUN_ROOT
 from weblab.core.proc import Runner, run_quiet
 from weblab.datapath import DatapathFacts, decide_datapath, probe_datapath
@@ -65,6 +65,21 @@ def check_python(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> Chec
                  f"weblab needs Python >= {'.'.join(map(str, PYTHON_MIN))}: {INSTALL}")
 
 
+def check_distribution(fields: dict[str, str] | None = None) -> Check:
+    """Name the distribution; one this project was not tried on is a warning, not a failure."""
+    fields = versions.distribution() if fields is None else fields
+    name = fields.get("PRETTY_NAME") or " ".join(filter(None, (fields.get("ID"), fields.get("VERSION_ID"))))
+    key = (fields.get("ID", ""), fields.get("VERSION_ID", ""))
+    if key in versions.TRIED_DISTRIBUTIONS:
+        return Check("distribution", True, f"{name} (tried)")
+    if key == ("ubuntu", "24.04"):
+        why = "not tried, expected to work (its daemons are of the releases tried)"
+    else:
+        why = f"not tried (weblab was tried on {versions.TRIED_ON})"
+    return Check("distribution", False, f"{name or 'unknown (no /etc/os-release)'}: {why}",
+                 "the README lists what was tried; versions below show what differs", required=False)
+
+
 def check_import(module: str) -> Check:
     """module imports in this interpreter (the one labs run with)."""
     try:
@@ -101,6 +116,23 @@ def check_binary(name: str, package: str, path: str | None = None,
             return Check(f"program {name}", False, f"not on PATH (found {elsewhere})",
                          f"add {d} to PATH, or run with sudo")
     return Check(f"program {name}", False, "not found on PATH", f"{INSTALL} (Debian package: {package})")
+
+
+def check_version(program: str, version: versions.Version | None) -> Check:
+    """Show a daemon's version; older than the oldest tried, or unreadable, is a warning."""
+    name = f"version {program}"
+    oldest, newest = versions.TRIED[program]
+    if version is None:
+        probe = " ".join(versions.PROBES[program].argv)
+        return Check(name, False, f"unknown (`{probe}` did not say)",
+                     "weblab assumes the newest behaviour it knows", required=False)
+    shown = versions.show(version)
+    if version < versions.parse(oldest):
+        return Check(name, False, f"{shown}, older than {oldest}, the oldest tried ({versions.TRIED_ON})",
+                     "expect differences in its configuration or output; upgrade it if a lab fails",
+                     required=False)
+    note = "tried" if version <= versions.parse(newest) else f"newer than {newest}, the newest tried"
+    return Check(name, True, f"{shown} ({note})")
 
 
 def check_datapath(facts: DatapathFacts | None = None) -> Check:
@@ -208,9 +240,11 @@ def checks(design: str | None = None) -> list[Check]:
     else:
         from topologies import get
         needed = programs.for_design(get(design))
-    out = [check_root(), check_python()]
+    out = [check_root(), check_python(), check_distribution()]
     out += [check_import(m) for m in MODULES]
     out += [check_binary(name, pkg) for name, pkg in sorted(needed.items())]
+    out += [check_version(p, versions.of(p)) for p in sorted(needed)
+            if p in versions.PROBES and shutil.which(p)]
     out += [check_datapath(), *check_qdiscs(), check_cgroup_cpu(), check_run_dir()]
     return out
 

@@ -73,7 +73,7 @@ def test_checks_cover_the_list_in_order(monkeypatch):
     monkeypatch.setattr(doctor, "check_datapath", lambda: Check("switch datapath", True, "x"))
     monkeypatch.setattr(doctor, "check_qdiscs", lambda: [Check("qdisc netem", True, "x")])
     names = [c.name for c in doctor.checks()]
-    assert names[:2] == ["root", "python"]
+    assert names[:3] == ["root", "python", "distribution"]
     for module in ("mininet", "os_ken", "scapy", "matplotlib", "pymysql", "jinja2"):
         assert f"import {module}" in names
     for program in ("mnexec ovsdb-server ovs-vswitchd ovs-vsctl ovs-ofctl ovsdb-tool nginx haproxy mariadbd "

@@ -145,7 +145,9 @@ def test_node_exporter_runs_only_cheap_collectors(tmp_path):
         NodeExporter(handle("server1"), tmp_path, collectors=["cpu; rm"])
 
 
-def test_nginx_exporter_reads_local_stub_status(tmp_path):
+def test_nginx_exporter_reads_local_stub_status(tmp_path, monkeypatch):
+    # the 0.11 command line (Debian 12); 1.x's is in test_versions.py
+    monkeypatch.setattr(NginxExporter, "version", classmethod(lambda cls: (0, 11, 0)))
     svc = NginxExporter(handle("server1"), tmp_path, port=19113)
     argv = svc.argv()
     assert argv[0] == "prometheus-nginx-exporter"
