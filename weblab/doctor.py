@@ -73,7 +73,7 @@ def check_distribution(fields: dict[str, str] | None = None) -> Check:
     if key in versions.TRIED_DISTRIBUTIONS:
         return Check("distribution", True, f"{name} (tried)")
     if key == ("ubuntu", "24.04"):
-        why = "not tried, expected to work (its daemons are of the releases tried)"
+        why = "not tried, expected to work (the same package generation as Debian 12 and 13)"
     else:
         why = f"not tried (weblab was tried on {versions.TRIED_ON})"
     return Check("distribution", False, f"{name or 'unknown (no /etc/os-release)'}: {why}",
@@ -131,7 +131,12 @@ def check_version(program: str, version: versions.Version | None) -> Check:
         return Check(name, False, f"{shown}, older than {oldest}, the oldest tried ({versions.TRIED_ON})",
                      "expect differences in its configuration or output; upgrade it if a lab fails",
                      required=False)
-    note = "tried" if version <= versions.parse(newest) else f"newer than {newest}, the newest tried"
+    if version in (versions.parse(oldest), versions.parse(newest)):
+        note = "tried"
+    elif version < versions.parse(newest):
+        note = f"between the releases tried, {oldest} and {newest}"
+    else:
+        note = f"newer than {newest}, the newest tried"
     return Check(name, True, f"{shown} ({note})")
 
 

@@ -132,7 +132,9 @@ def test_nginx_exporter_service_asks_the_machine(monkeypatch, tmp_path):
 
 def test_doctor_version_lines():
     assert doctor.check_version("haproxy", (2, 6, 12)).line() == "[ ok ] version haproxy: 2.6.12 (tried)"
-    assert doctor.check_version("haproxy", (2, 8, 5)).ok
+    assert doctor.check_version("haproxy", (3, 0, 11)).detail == "3.0.11 (tried)"
+    between = doctor.check_version("haproxy", (2, 8, 5))
+    assert between.ok and between.detail == "2.8.5 (between the releases tried, 2.6.12 and 3.0.11)"
     newer = doctor.check_version("haproxy", (3, 2, 0))
     assert newer.ok and "newer than 3.0.11" in newer.detail
     older = doctor.check_version("haproxy", (2, 4, 22))
