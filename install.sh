@@ -41,6 +41,8 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "${pip[@]}" -c constraints.txt setuptools
   "${pip[@]}" -r requirements.txt -c constraints.txt
   # No build isolation: the pinned setuptools above builds it, nothing is fetched at build time.
+  # The metadata now lives in the venv; a weblab.egg-info here is the former `setup.py develop`'s.
+  rm -rf weblab.egg-info
   "${pip[@]}" --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi
