@@ -7,6 +7,7 @@
 #         install  add what a course VM has (git, python3, make), clone, `make install` twice
 #         labs     every design: up --detach, a page through its entry point, down, nothing left;
 #                  then `weblab run dns-cname http-exchange spof`
+#         claims   `weblab run all`: every claim (~15 min), then `weblab report`
 #         shell    an interactive shell inside, for looking around
 #
 # How it is entered (and why not chroot): a mount namespace of its own whose / is DIR itself
@@ -153,6 +154,16 @@ labs_inside() {
   '
 }
 
+step_claims() {
+  local lock=()
+  [ -n "${LAB_LOCK:-}" ] && lock=(flock -w 5400 "$LAB_LOCK")
+  "${lock[@]}" unshare --mount --propagation private -- "$0" __inside "$ROOT" "$REPO" bash -c '
+    cd '"$CLONE"' && weblab run all --junit results/junit.xml; rc=$?
+    weblab report >/dev/null
+    echo "== claims on $(. /etc/os-release; echo $PRETTY_NAME): weblab run all exit $rc, left: $(ls -A /run/weblab 2>/dev/null; ip -br link | grep -c -- -eth) (run dirs; -eth links)"
+    exit $rc'
+}
+
 steps=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -162,18 +173,19 @@ while [ $# -gt 0 ]; do
     --branch) BRANCH=$2; shift 2 ;;
     __inside) shift; inside "$@" ;;
     __labs) shift; [ -n "$ROOT" ] || die "--root DIR missing"; labs_inside; exit ;;
-    root|install|labs|shell) steps+=("$1"); shift ;;
+    root|install|labs|claims|shell) steps+=("$1"); shift ;;
     *) die "unknown argument $1 (see the header of $0)" ;;
   esac
 done
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, mount namespaces)"
-[ ${#steps[@]} -gt 0 ] || die "no step given: root install labs shell"
+[ ${#steps[@]} -gt 0 ] || die "no step given: root install labs claims shell"
 ROOT=${ROOT:-/var/tmp/weblab-debian-$SUITE}
 for s in "${steps[@]}"; do
   case $s in
     root) step_root ;;
     install) step_install ;;
     labs) step_labs ;;
+    claims) step_claims ;;
     shell) enter bash -l ;;
   esac
 done
