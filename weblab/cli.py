@@ -602,13 +602,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()  # here, not at exit: a reader that left early is handled below
+        return code
     except WeblabError as e:
         print(f"weblab: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("weblab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `weblab list | head`: the reader left; not an error of weblab's
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # a bug: one line for the user, the traceback in a file for the report
         where = _save_traceback()
         print(f"weblab: internal error: {type(e).__name__}: {e} (a bug in weblab; details in {where})",

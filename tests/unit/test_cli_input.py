@@ -80,3 +80,13 @@ def test_service_and_link_verbs_need_a_running_lab(roots, capsys):
     assert "no lab is running" in capsys.readouterr().err
     assert cli.main(["link", "server1", "s1", "down"]) == 2
     assert "no lab is running" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "weblab", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before weblab writes a line (as `weblab list | head -0`)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "internal error" not in err and "Traceback" not in err and "BrokenPipe" not in err, err
