@@ -53,9 +53,10 @@ def check(slugs: list[str], params: dict[str, dict[str, Any]] | None = None) -> 
 
 
 def run(slugs: list[str], repeat: int = 1, out: Path = Path("results"), junit: Path | None = None,
-        lab_factory: LabFactory | None = None, params: dict[str, dict[str, Any]] | None = None
-        ) -> list[RunResult]:
-    """Run each slug (or 'all') repeat times with a lab from lab_factory; write JUnit if asked."""
+        lab_factory: LabFactory | None = None, params: dict[str, dict[str, Any]] | None = None,
+        progress_file: Path | None = None) -> list[RunResult]:
+    """Run each slug (or 'all') repeat times with a lab from lab_factory; write JUnit if asked; progress_file:
+    where the progress lines also go (the live view reads them), removed when the run ends."""
     if lab_factory is None:
         raise ValueError("run() needs a lab_factory(design, lab_params) context manager")
     if repeat < 1:
@@ -64,13 +65,29 @@ def run(slugs: list[str], repeat: int = 1, out: Path = Path("results"), junit: P
     check(slugs, params)  # a typo in the last claim's parameters must not surface after an hour of runs
     results: list[RunResult] = []
     t0 = time.monotonic()
+    progress.record_to(progress_file)
+    try:
+        _run_all(slugs, repeat, Path(out), lab_factory, params, results)
+    finally:
+        progress.set_context("")
+        progress.say(f"{len(results)} run(s) in {time.monotonic() - t0:.0f} s")
+        if progress_file is not None:
+            progress.record_to(None)
+    if junit:
+        junit_xml.write(results, Path(junit))
+    return results
+
+
+def _run_all(slugs: list[str], repeat: int, out: Path, lab_factory: LabFactory,
+             params: dict[str, dict[str, Any]] | None, results: list[RunResult]) -> None:
     for i, slug in enumerate(slugs, 1):
         batch: list[RunResult] = []
         for r in range(1, repeat + 1):
             progress.set_context(f"{slug} [{i}/{len(slugs)}]" + (f" run {r}/{repeat}" if repeat > 1 else ""))
-            res = run_one(slug, Path(out), lab_factory, (params or {}).get(slug))
+            res = run_one(slug, out, lab_factory, (params or {}).get(slug))
             res.repeat, res.of = r, repeat
-            progress.say(f"{res.verdict.verdict.upper()} in {res.seconds:.0f} s -> {res.run_dir}")
+            progress.say(f"{res.verdict.verdict.upper()} in {res.seconds:.0f} s -> {res.run_dir}",
+                         slug=slug, claim=res.claim, verdict=res.verdict.verdict, summary=res.verdict.summary)
             batch.append(res)
         if repeat > 1:
             summary = summarise(batch)
@@ -79,11 +96,6 @@ def run(slugs: list[str], repeat: int = 1, out: Path = Path("results"), junit: P
                          f"{repeat} runs: verdicts DISAGREE ({summary['agreement']} {summary['verdicts'][0]}): " +
                          "; ".join(f"run {d['run']} {d['verdict']}: {d['why']}" for d in summary["differed"]))
         results += batch
-    progress.set_context("")
-    progress.say(f"{len(results)} run(s) in {time.monotonic() - t0:.0f} s")
-    if junit:
-        junit_xml.write(results, Path(junit))
-    return results
 
 
 def run_one(slug: str, out: Path, lab_factory: LabFactory, overrides: dict[str, Any] | None = None) -> RunResult:

@@ -387,6 +387,24 @@ def cmd_link(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    need_root("ui")
+    from weblab import running
+    from weblab.ui import server
+
+    def announce(url: str) -> None:
+        print(f"the live view of the lab, on this machine only (Ctrl-C to stop):\n    {url}", flush=True)
+    server.serve(running.current(), args.port, args.read_only, announce)
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from weblab.ui import graph
+    out = graph.draw(args.design, parse_kv(args.param, "--param"), Path(args.output))
+    print(f"drew {args.design} into {out}")
+    return 0
+
+
 def cmd_run(args) -> int:
     from experiments import registry, runner
     if args.analyse_only:
@@ -419,7 +437,8 @@ def cmd_run(args) -> int:
     try:
         results = runner.run(slugs, repeat=args.repeat, out=out,
                              junit=Path(args.junit) if args.junit else None,
-                             lab_factory=factory_holding(held), params=params)
+                             lab_factory=factory_holding(held), params=params,
+                             progress_file=paths.PROGRESS_FILE)  # the live view shows it (weblab ui)
     finally:
         held.release()
     return runner.exit_code(results)
@@ -571,6 +590,17 @@ def build_parser() -> argparse.ArgumentParser:
     lbp.add_argument("server", nargs="?")
     lbp.add_argument("--lb", help="which load balancer host (default: the first)")
     lbp.set_defaults(fn=cmd_lb)
+
+    ui = sub.add_parser("ui", help="a live web view of the running lab, on 127.0.0.1 with a per-run token")
+    ui.add_argument("--port", type=int, default=8800, help="port on 127.0.0.1 (0: any free one)")
+    ui.add_argument("--read-only", action="store_true", help="show the lab, offer no action")
+    ui.set_defaults(fn=cmd_ui)
+
+    gr = sub.add_parser("graph", help="draw a design without starting it: weblab graph DESIGN -o FILE.svg|png")
+    gr.add_argument("design")
+    gr.add_argument("--param", action="append", metavar="KEY=VALUE", help="design parameter")
+    gr.add_argument("-o", "--output", required=True, metavar="FILE.svg|png")
+    gr.set_defaults(fn=cmd_graph)
 
     run = sub.add_parser("run", help="run experiments: weblab run SLUG ... | all")
     run.add_argument("slugs", nargs="*", help="claims to run (slugs, or all); none with --analyse-only")

@@ -10,6 +10,8 @@ RUN_ROOT = Path(os.environ.get("WEBLAB_RUN_ROOT", "/run/weblab"))
 CACHE_ROOT = Path(os.environ.get("WEBLAB_CACHE_ROOT", "/var/cache/weblab"))
 KEPT_LOGS = Path(os.environ.get("WEBLAB_LOG_ROOT", "/var/log/weblab"))
 LOCK_FILE = RUN_ROOT.parent / "weblab.lock"  # outside RUN_ROOT: an empty RUN_ROOT means nothing runs
+# `weblab run` writes its progress lines here too (JSON, one a line, with its pid), for the live view
+PROGRESS_FILE = RUN_ROOT.parent / "weblab-progress.jsonl"
 
 
 def run_dir(run_id: str) -> Path:
