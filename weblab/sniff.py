@@ -13,12 +13,17 @@ import time
 from weblab.core.wire import http_body, http_label, tls_header
 
 
+def printable(data: bytes) -> str:
+    """Bytes as one line of text: what is not printable (newlines, compressed bodies) shown as '.'."""
+    return "".join(c if c.isprintable() else "." for c in data.decode(errors="replace"))
+
+
 def describe(payload: bytes) -> str | None:
     """One line for an HTTP request/response or TLS record at the start of a TCP payload."""
     label = http_label(payload)
     if label:
         body = http_body(payload)
-        return f"HTTP {label}" + (f"  body: {body[:200].decode(errors='replace')}" if body else "")
+        return f"HTTP {label}" + (f"  body: {printable(body[:200])}" if body else "")
     header = tls_header(payload)
     if header:
         encrypted = " (encrypted)" if header.content_type == "ApplicationData" else ""
@@ -40,7 +45,7 @@ def line_for(pkt, grep: bytes | None) -> str | None:
             return None
         at = payload.index(grep)
         what = (what or "TCP data") + f"  MATCH {grep.decode(errors='replace')!r} at byte {at}: " \
-            f"...{payload[max(0, at - 40):at + len(grep) + 20].decode(errors='replace')}..."
+            f"...{printable(payload[max(0, at - 40):at + len(grep) + 20])}..."
     if what is None:
         return None
     stamp = time.strftime("%H:%M:%S", time.localtime(float(pkt.time))) + f".{int(pkt.time * 1000) % 1000:03d}"
