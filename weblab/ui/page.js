@@ -192,6 +192,7 @@ function render(snap) {
   banner.hidden = snap.lab_alive && !errors.length;
   banner.textContent = !snap.lab_alive ? "The lab has stopped: what is shown is its last state." : "Not read this time: " + errors.join("; ");
   $("#updated").textContent = "updated " + when(snap.t);
+  window.weblabState = snap;  // for tests and the curious: the newest reading
   document.body.dataset.updates = String((+document.body.dataset.updates || 0) + 1);
 }
 
