@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN13_ROOT ?= /var/tmp/weblab-debian13
 
-.PHONY: install demo test unit integration bench lint clean-runs reference try-debian13
+.PHONY: install demo test unit integration bench lint clean-runs reference try-debian13 docs
 
 install:            ## Debian packages, the venv with pinned packages, the weblab command
 	./install.sh
@@ -21,9 +21,13 @@ unit: install
 integration: install
 	$(PY) -m pytest -q tests/integration
 
-bench: install      ## bring-up / teardown times (median of 5) -> bench/results.json; packet analysis vs tshark -> bench/throughput.json
+bench: install      ## bring-up / teardown (median of 5) -> bench/results.json; packet analysis vs tshark -> bench/throughput.json; the live view's cost -> bench/ui.json
 	$(PY) -m tests.bench --repeat 5 --out bench/results.json
 	$(PY) -m tests.bench_throughput --out bench/throughput.json
+	$(PY) -m tests.bench --only ui --out bench/ui.json
+
+docs:               ## redraw the guides' design drawings (docs/img/DESIGN.svg; a unit test checks they are current)
+	$(PY) -m weblab.ui.graph --docs docs/img
 
 reference: install  ## the reference results: every claim three times on this machine -> results/reference/
 	$(PY) -m weblab run all --repeat 3 --out results/reference-runs || true

@@ -102,13 +102,81 @@ def firewall_cost(seconds: int = 5) -> dict:
             "ratio_on_to_off": round(on / off, 3), "packet_ins_per_s_steady": round(steady, 3)}
 
 
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of a process (and its reaped children), in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15])
+
+
+def _rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process, KiB."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0])
+
+
+def ui_cost(design: str, params: dict, seconds: float = 60) -> dict:
+    """CPU and memory of `weblab ui` on a running lab while one client asks for its state once a second
+    (what an open page does), measured over `seconds` after a warm-up."""
+    import re
+    import urllib.request
+    from weblab.lab import Lab
+    with Lab(design, params):
+        p = subprocess.Popen([sys.executable, "-m", "weblab", "ui", "--port", "0"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, bufsize=0, start_new_session=True)
+        try:
+            seen, deadline = b"", time.monotonic() + 30
+            while b"token=" not in seen and time.monotonic() < deadline and p.poll() is None:
+                seen += os.read(p.stdout.fileno(), 4096)
+            url = re.search(rb"http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_-]+", seen)
+            if url is None:
+                raise RuntimeError(f"weblab ui printed no URL: {seen!r}")
+            base, token = url.group().decode().split("/?token=")
+
+            def poll() -> int:
+                req = urllib.request.Request(base + "/api/state", headers={"X-Weblab-Token": token})
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return len(r.read())
+            for _ in range(5):  # warm-up: every source has read at least once
+                poll()
+                time.sleep(1)
+            ticks0, t0, sizes, rss = _cpu_ticks(p.pid), time.monotonic(), [], []
+            for i in range(int(seconds)):
+                sizes.append(poll())
+                rss.append(_rss_kib(p.pid)[0])
+                time.sleep(max(0.0, t0 + i + 1 - time.monotonic()))
+            cpu = (_cpu_ticks(p.pid) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+            hwm = _rss_kib(p.pid)[1]
+        finally:
+            p.send_signal(2)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+    return {"design": design, "params": params, "seconds": seconds, "cpu_fraction_of_one_core": round(cpu, 4),
+            "rss_mib_median": round(statistics.median(rss) / 1024, 1), "rss_mib_peak": round(hwm / 1024, 1),
+            "state_bytes_median": int(statistics.median(sizes)), "limits": {"cpu_fraction": 0.05, "rss_mib": 150}}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.bench")
     ap.add_argument("--design", action="append", help="design(s) to measure (default: all)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", default="bench/results.json")
     ap.add_argument("--no-firewall", action="store_true", help="skip the firewall throughput benchmark")
+    ap.add_argument("--only", choices=("ui",), help="only this benchmark: ui = the live view's CPU and memory")
+    ap.add_argument("--seconds", type=float, default=60, help="measuring window of the ui benchmark")
     args = ap.parse_args(argv)
+    if args.only == "ui":
+        res = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": {"cores": os.cpu_count(), "kernel": platform.release()},
+               "ui": [ui_cost("scaled", {}, args.seconds), ui_cost("distributed", {"servers": 16}, args.seconds)]}
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        print(json.dumps(res["ui"], indent=2))
+        print(f"written to {out}", file=sys.stderr)
+        return 0
     from topologies import DESIGNS
     designs = args.design or list(DESIGNS)
     results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -257,3 +257,25 @@ def test_page_in_chromium(served, tmp_path):
         wait_until(driver, lambda: "kill nginx on server2" in driver.find_element(By.ID, "timeline").text, 10,
                    "the action on the timeline")
         full_screenshot(driver, Path(os.environ.get("WEBLAB_UI_SHOTS", tmp_path)) / "ui-fake.png")
+
+
+def test_run_progress_reaches_the_view_through_its_file(tmp_path):
+    """weblab run writes JSON progress lines (experiments.progress); the view shows those of its lab's holder."""
+    from experiments import progress
+    path = tmp_path / "progress.jsonl"
+    progress.record_to(path)
+    try:
+        progress.set_context("spof [1/2]")
+        progress.say("case one-server: lab ready, measuring")
+        progress.say("SUPPORTED in 30 s -> results/spof/x", slug="spof", claim="C1", verdict="supported")
+        with open(path, "a") as f:  # another process's line is not this lab's
+            f.write(json.dumps({"pid": 1, "message": "not ours", "elapsed": 0, "context": ""}) + "\n")
+        seen = collect.Progress(fake_state(), path).read()
+        assert [l["message"] for l in seen["lines"]] == ["case one-server: lab ready, measuring",
+                                                         "SUPPORTED in 30 s -> results/spof/x"]
+        assert seen["verdicts"][0]["verdict"] == "supported" and seen["lines"][0]["context"] == "spof [1/2]"
+    finally:
+        progress.set_context("")
+        progress.record_to(None)
+    assert not path.exists(), "the run removes its progress file"
+    assert collect.Progress(fake_state(), path).read() is None
