@@ -246,3 +246,17 @@ def test_traffic_kill_restore_link_sniff_token_and_read_only(lab):
             full_screenshot(driver, SHOTS / "ui-read-only.png")
     finally:
         stop_ui(p)
+
+
+@pytest.mark.parametrize("lab", [("one-server",)], indirect=True, ids=["one-server"])
+def test_the_view_ends_with_its_lab(lab):
+    """`weblab down` while the view runs: the view lets go of the lab's namespaces and exits on its own."""
+    p, url = start_ui()
+    try:
+        assert status_of(url) == 200
+        weblab("down")
+        p.wait(10)
+        out = p.stdout.read().decode(errors="replace")
+        assert "the lab stopped" in out, out
+    finally:
+        stop_ui(p)

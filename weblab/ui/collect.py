@@ -419,6 +419,9 @@ class Sampler:
             return {**self.values, "errors": dict(self.errors)}
 
     def stop(self) -> None:
+        """Stop reading and close every source (and the sockets they hold inside the lab's namespaces); twice is once."""
+        if self.stop_event.is_set():
+            return
         self.stop_event.set()
         for t in self.threads:
             if t.ident is not None:  # started

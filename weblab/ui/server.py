@@ -13,6 +13,7 @@ import hmac
 import json
 import secrets
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,8 +203,10 @@ def listen(port: int) -> socket.socket:
 
 
 def serve(state: RunState, port: int = DEFAULT_PORT, read_only: bool = False,
-          announce: Callable[[str], None] = print, token: str | None = None) -> None:
-    """Serve the live view of the lab whose state this is until interrupted (SIGINT/SIGTERM)."""
+          announce: Callable[[str], None] = print, token: str | None = None,
+          say: Callable[[str], None] = print) -> None:
+    """Serve the live view of the lab whose state this is until interrupted (SIGINT/SIGTERM) or until the lab
+    stops; announce(url) once it listens, say(text) for anything else."""
     import uvicorn
     token = token or secrets.token_urlsafe(24)
     sock = listen(port)
@@ -213,8 +216,22 @@ def serve(state: RunState, port: int = DEFAULT_PORT, read_only: bool = False,
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none",
                                 timeout_graceful_shutdown=3)
         server = uvicorn.Server(config)
+        ended = threading.Event()
+
+        def watch() -> None:
+            # The view ends with its lab: it must not keep the lab's namespaces alive (its sockets in them).
+            while not ended.wait(0.5):
+                if not state.holder_alive():
+                    view.sampler.stop()
+                    say("the lab stopped; so does its view")
+                    server.should_exit = True
+                    return
+        threading.Thread(target=watch, name="ui-watch", daemon=True).start()
         announce(f"http://127.0.0.1:{sock.getsockname()[1]}/?token={token}")
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        finally:
+            ended.set()
     finally:
         view.close()
         sock.close()
