@@ -260,3 +260,45 @@ def test_the_view_ends_with_its_lab(lab):
         assert "the lab stopped" in out, out
     finally:
         stop_ui(p)
+
+
+def test_a_claim_run_shows_its_progress_and_the_view_follows_its_labs(tmp_path):
+    """`weblab run spof` (two labs, one after the other): the view of its first lab shows the run's progress,
+    follows it to the second lab at the same URL, and stops when the run ends."""
+    from selenium.webdriver.common.by import By
+    from weblab import running
+    from weblab.core.errors import WeblabError
+    run = subprocess.Popen([*CLI, "run", "spof", "--out", str(tmp_path)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    p = None
+    try:
+        def lab_ready():
+            try:
+                state = running.current()
+            except WeblabError:
+                return None
+            return state if state.status == "ready" and state.control_socket else None
+        first = wait_until(None, lab_ready, 120, "the run's first lab ready", every=0.5)
+        assert first.design == "one-server"
+        p, url = start_ui()
+        with chromium() as driver:
+            driver.get(url)
+            wait_until(driver, lambda: driver.find_element(By.ID, "progress-panel").is_displayed()
+                       and "spof" in driver.find_element(By.ID, "progress").text, 20, "the run's progress on the page")
+            full_screenshot(driver, SHOTS / "ui-claim-progress.png")
+            wait_until(driver, lambda: state_js(driver, "window.weblabState.design") == "distributed", 180,
+                       "the view following the run to its distributed lab", every=1)
+            wait_until(driver, lambda: "case distributed" in driver.find_element(By.ID, "progress").text, 20,
+                       "the second case's progress")
+        assert run.wait(300) in (0, 1, 2)
+        p.wait(20)
+        out = p.stdout.read().decode(errors="replace")
+        assert "now showing distributed" in out and "the lab stopped" in out, out
+    finally:
+        if p is not None:
+            stop_ui(p)
+        if run.poll() is None:
+            run.send_signal(signal.SIGINT)
+            run.wait(120)
+    left = [str(x) for x in Path("/run/weblab").iterdir()] if Path("/run/weblab").exists() else []
+    assert not left, f"left behind: {left}"

@@ -279,3 +279,11 @@ def test_run_progress_reaches_the_view_through_its_file(tmp_path):
         progress.record_to(None)
     assert not path.exists(), "the run removes its progress file"
     assert collect.Progress(fake_state(), path).read() is None
+
+
+def test_graph_verb(tmp_path, capsys):
+    from weblab import cli
+    assert cli.main(["graph", "scaled", "--param", "web=3", "-o", str(tmp_path / "s.svg")]) == 0
+    assert 'host&#45;web3' in (tmp_path / "s.svg").read_text()
+    assert cli.main(["graph", "scaled", "--param", "web=99", "-o", str(tmp_path / "s.svg")]) == 2
+    assert "web=99" in capsys.readouterr().err

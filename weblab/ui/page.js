@@ -200,10 +200,12 @@ function render(snap) {
 async function poll() {
   try {
     const r = await fetch("api/state", {headers: HEADERS, cache: "no-store"});
-    if (r.ok) render(await r.json());
-    else $("#updated").textContent = `the view answered ${r.status}`;
+    if (!r.ok) { $("#updated").textContent = `the view answered ${r.status}`; return; }
+    const snap = await r.json();
+    if (snap.run_id !== DATA.run_id) { location.reload(); return; }  // a weblab run moved on to its next lab
+    render(snap);
   } catch (e) {
-    $("#updated").textContent = "the view does not answer (was weblab ui stopped?)";
+    $("#updated").textContent = "the view does not answer (stopped, or moving to the next lab of a run)";
   }
 }
 

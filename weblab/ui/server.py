@@ -114,7 +114,7 @@ class View:
 
     def snapshot(self) -> dict[str, Any]:
         return {"t": time.time(), "run_id": self.state.run_id, "design": self.state.design,
-                "lab_alive": self.state.holder_alive(), "read_only": self.read_only,
+                "lab_alive": lab_running(self.state), "read_only": self.read_only,
                 **self.sampler.snapshot(), "timeline": self.timeline.list(), "sniff": self.sniffer.status()}
 
     def page_data(self) -> dict[str, Any]:
@@ -202,36 +202,81 @@ def listen(port: int) -> socket.socket:
     return sock
 
 
+def lab_running(state: RunState) -> bool:
+    """The lab is still there: its state file exists and its holder lives (a `weblab run` outlives its labs)."""
+    return state.path.exists() and state.holder_alive()
+
+
+def next_lab(holder_pid: int, timeout: float) -> RunState | None:
+    """The next lab the same holder (a `weblab run` moving to its next case) brings up, once it is ready;
+    None when none is ready within timeout or the holder has gone."""
+    from weblab import running
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = running.current()
+        except WeblabError:
+            state = None
+        if state is not None and state.holder is not None and state.holder.pid == holder_pid \
+                and state.status == "ready" and state.control_socket is not None:
+            return state
+        if not Path(f"/proc/{holder_pid}").exists():
+            return None
+        time.sleep(0.5)
+    return None
+
+
+NEXT_LAB_TIMEOUT = 300.0
+
+
 def serve(state: RunState, port: int = DEFAULT_PORT, read_only: bool = False,
           announce: Callable[[str], None] = print, token: str | None = None,
           say: Callable[[str], None] = print) -> None:
     """Serve the live view of the lab whose state this is until interrupted (SIGINT/SIGTERM) or until the lab
-    stops; announce(url) once it listens, say(text) for anything else."""
+    stops; when a `weblab run` holds it, follow that run to its next lab (same URL: the page reloads itself).
+    announce(url) once it listens, say(text) for anything else."""
     import uvicorn
     token = token or secrets.token_urlsafe(24)
     sock = listen(port)
-    view = View.build(state, read_only).start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/?token={token}"
+    announced = False
     try:
-        app = create_app(view, token)
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none",
-                                timeout_graceful_shutdown=3)
-        server = uvicorn.Server(config)
-        ended = threading.Event()
+        while True:
+            view = View.build(state, read_only).start()
+            config = uvicorn.Config(create_app(view, token), log_level="warning", access_log=False, lifespan="off",
+                                    ws="none", timeout_graceful_shutdown=3)
+            server = uvicorn.Server(config)
+            ended, stopped = threading.Event(), threading.Event()
 
-        def watch() -> None:
-            # The view ends with its lab: it must not keep the lab's namespaces alive (its sockets in them).
-            while not ended.wait(0.5):
-                if not state.holder_alive():
-                    view.sampler.stop()
-                    say("the lab stopped; so does its view")
-                    server.should_exit = True
-                    return
-        threading.Thread(target=watch, name="ui-watch", daemon=True).start()
-        announce(f"http://127.0.0.1:{sock.getsockname()[1]}/?token={token}")
-        try:
-            server.run(sockets=[sock])
-        finally:
-            ended.set()
+            def watch(view: View = view, server: Any = server, state: RunState = state,
+                      ended: threading.Event = ended, stopped: threading.Event = stopped) -> None:
+                # The view ends with its lab: it must not keep the lab's namespaces alive (its sockets in them).
+                while not ended.wait(0.5):
+                    if not lab_running(state):
+                        stopped.set()
+                        view.sampler.stop()
+                        server.should_exit = True
+                        return
+            threading.Thread(target=watch, name="ui-watch", daemon=True).start()
+            if not announced:
+                announce(url)
+                announced = True
+            try:
+                server.run(sockets=[sock.dup()])  # uvicorn closes what it was given; the listener stays ours
+            finally:
+                ended.set()
+                view.close()
+            holder = state.holder
+            if not stopped.is_set():
+                return
+            if holder is None or not holder.alive():
+                say("the lab stopped; so does its view")
+                return
+            say(f"the lab of run {state.run_id} stopped; waiting for the next lab of the same run ...")
+            state = next_lab(holder.pid, NEXT_LAB_TIMEOUT)
+            if state is None:
+                say("no next lab; the view stops")
+                return
+            say(f"now showing {state.design} (run {state.run_id}) at the same URL")
     finally:
-        view.close()
         sock.close()
