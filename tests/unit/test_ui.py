@@ -287,3 +287,47 @@ def test_graph_verb(tmp_path, capsys):
     assert 'host&#45;web3' in (tmp_path / "s.svg").read_text()
     assert cli.main(["graph", "scaled", "--param", "web=99", "-o", str(tmp_path / "s.svg")]) == 2
     assert "web=99" in capsys.readouterr().err
+
+
+def test_firewall_and_lb_actions_go_to_the_lab_sockets(tmp_path):
+    """Actions speak the controller's JSON-line protocol and HAProxy's admin commands; each lands on the timeline."""
+    import socket as socketlib
+    from weblab.core import jsonline
+    from weblab.ui.actions import Actions, Timeline
+    got: list = []
+
+    def controller(req):
+        got.append(req)
+        return {"ok": True, "id": req.get("rule", {}).get("id", "live-1"), "flows": 2, "firewall": True}
+    csock = jsonline.bind(str(tmp_path / "c.sock"))
+    threading.Thread(target=lambda: jsonline.serve_client(csock.accept()[0], controller), daemon=True).start()
+    hsock = socketlib.socket(socketlib.AF_UNIX)
+    hsock.bind(str(tmp_path / "admin.sock"))
+    hsock.listen(4)
+    commands: list = []
+
+    def haproxy():
+        for _ in range(1):
+            conn, _ = hsock.accept()
+            commands.append(conn.recv(1000).decode())
+            conn.close()
+    threading.Thread(target=haproxy, daemon=True).start()
+    state = fake_state()
+    state.data["controller"] = {"port": 6653, "control": str(tmp_path / "c.sock"), "log": "x", "pid": os.getpid()}
+    for s in state.data["services"]:
+        if s["kind"] == "haproxy":
+            s["dir"] = str(tmp_path)
+    timeline = Timeline()
+    actions = Actions(state, graph.Drawing.of(graph.topology("distributed")), timeline)
+    assert actions.do({"action": "firewall", "do": "allow", "rule": "client lb1 tcp 8404"})["ok"]
+    assert got[-1] == {"op": "allow", "rule": {"src": "client", "dst": "lb1", "proto": "tcp", "port": 8404}}
+    assert actions.do({"action": "lb", "server": "server1", "state": "drain"})["ok"]
+    assert commands == ["set server servers/server1 state drain\n"]
+    bad = actions.do({"action": "firewall", "do": "allow", "rule": "client lb1 smtp"})
+    assert not bad["ok"] and "protocol" in bad["error"]
+    assert not actions.do({"action": "link", "link": "no-such-link", "state": "down"})["ok"]
+    texts = [e["text"] for e in timeline.list()]
+    assert texts[0].startswith("firewall allow client lb1 tcp 8404: rule") and "drain server server1: on lb1" in texts[1]
+    assert "FAILED" in texts[2] and not timeline.list()[2]["ok"]
+    csock.close()
+    hsock.close()
