@@ -228,8 +228,16 @@ def _index_rows(entries: list[Entry], results: Path) -> str:
     return "".join(
         f'<tr><td>{esc(e.verdict.claim)}</td><td><a href="#{esc(e.slug)}">{esc(_title(e))}</a><br><small>{esc(e.slug)}'
         f'</small></td><td><span class="badge {esc(e.verdict.verdict)}">{esc(e.verdict.verdict)}</span></td>'
-        f'<td>{esc(e.verdict.summary or "")}</td><td><small>{esc(str(e.meta.get("started") or e.run_dir.name))}</small></td></tr>'
+        f'<td>{esc(e.verdict.summary or "")}</td><td><small>{esc(_when(e))}</small></td></tr>'
         for e in entries)
+
+
+def _when(e: Entry) -> str:
+    """When a run started, for people: '2026-01-01 00:00 UTC' (else its id)."""
+    started = str(e.meta.get("started") or "")
+    if len(started) >= 16 and started[10] == "T":
+        return started[:10] + " " + started[11:16] + (" UTC" if started.endswith(("+00:00", "Z")) else "")
+    return e.run_dir.name
 
 
 def _metadata(entries: list[Entry]) -> str:
