@@ -77,7 +77,8 @@ class Drawing:
         return d
 
     def to_json(self) -> dict[str, Any]:
-        return {"design": self.design, "params": self.params, "hosts": self.hosts, "switches": self.switches,
+        return {"design": self.design, "params": self.params, "hosts": self.hosts, "order": list(self.hosts),
+                "switches": self.switches,
                 "links": [{"key": l.key, "host": l.host, "switch": l.switch, "ip": l.ip, "id": l.element_id}
                           for l in self.links]}
 

@@ -97,7 +97,7 @@ function fillLinks(links) {
 function fillHosts(snap) {
   const alive = {};
   for (const s of snap.services || []) alive[s.host + "/" + s.kind] = s.alive;
-  const rows = Object.entries(DATA.drawing.hosts).map(([host, info]) => {
+  const rows = DATA.drawing.order.map((host) => [host, DATA.drawing.hosts[host]]).map(([host, info]) => {
     const svcs = DATA.services.filter((s) => s.host === host).map((s) => {
       const up = alive[host + "/" + s.kind];
       const button = READ_ONLY || up === undefined ? "" : up
