@@ -300,5 +300,6 @@ def test_a_claim_run_shows_its_progress_and_the_view_follows_its_labs(tmp_path):
         if run.poll() is None:
             run.send_signal(signal.SIGINT)
             run.wait(120)
-    left = [str(x) for x in Path("/run/weblab").iterdir()] if Path("/run/weblab").exists() else []
-    assert not left, f"left behind: {left}"
+    from weblab.core import paths
+    left = [str(x) for x in paths.RUN_ROOT.iterdir()] if paths.RUN_ROOT.exists() else []
+    assert not left and not paths.PROGRESS_FILE.exists(), f"left behind: {left}"
