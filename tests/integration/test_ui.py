@@ -293,7 +293,8 @@ def test_a_claim_run_shows_its_progress_and_the_view_follows_its_labs(tmp_path):
         assert run.wait(300) in (0, 1, 2)
         p.wait(20)
         out = p.stdout.read().decode(errors="replace")
-        assert "now showing distributed" in out and "the lab stopped" in out, out
+        # it ends either way: the run has ended too, or it is still analysing and brings no next lab
+        assert "now showing distributed" in out and ("the lab stopped" in out or "no next lab" in out), out
     finally:
         if p is not None:
             stop_ui(p)
