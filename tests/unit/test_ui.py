@@ -140,7 +140,9 @@ def canned_sources(state: RunState, drawing: graph.Drawing) -> list[collect.Sour
     db = [{"host": "server1", "role": "primary", "read_only": False},
           {"host": "server2", "role": "replica", "primary": "10.0.1.11", "io": "Yes", "sql": "Yes", "lag": 0}]
     fw = {"on": True, "rules": [{"id": "lb-http", "action": "allow", "src": "any", "dst": "lb1", "proto": "tcp",
-                                 "port": 80, "packets": 42, "bytes": 4200}], "default_deny": {"packets": 3, "bytes": 180}}
+                                 "port": 80, "packets": 42, "bytes": 4200}], "default_deny": {"packets": 3, "bytes": 180},
+          "arp_inspection": {"on": True, "dropped": 40, "ports": [{"dpid": 2, "switch": "s2", "port": 3, "host": "server2",
+                                                                   "packets": 40}]}}
     progress = {"lines": [{"elapsed": 1.0, "context": "spof [1/1]", "message": "case one-server: lab ready, measuring"}],
                 "verdicts": [{"claim": "C1", "slug": "spof", "verdict": "supported"}]}
     return [Canned("links", links), Canned("services", services), Canned("haproxy", backends),
@@ -244,6 +246,8 @@ def test_page_in_chromium(served, tmp_path):
         assert "down" in driver.find_element(By.ID, "link-server2-link").get_attribute("class")
         assert driver.find_element(By.CSS_SELECTOR, '#rules tr[data-rule="lb-http"]').text.split()[-3:-1] == ["42", "4200"]
         assert "spof" in driver.find_element(By.ID, "verdicts").text
+        arp = driver.find_element(By.ID, "arp-inspection").text
+        assert "ARP inspection ON: 40 spoofed ARP dropped" in arp and "s2 port 3 (server2): 40" in arp
         # an action asks first; cancelling sends nothing
         driver.find_element(By.CSS_SELECTOR, '[data-service="nginx@server2"] button').click()
         wait_until(driver, lambda: driver.find_element(By.ID, "confirm").get_attribute("open") is not None, 5, "the confirmation")

@@ -333,7 +333,8 @@ class Firewall(Source):
         from weblab import firewall
         reply = firewall.control(self.state, {"op": "show"}, timeout=3)
         return {"on": bool(reply.get("firewall")), "rules": reply.get("rules", []),
-                "default_deny": reply.get("default_deny", {}), "note": reply.get("error")}
+                "default_deny": reply.get("default_deny", {}), "note": reply.get("error"),
+                "arp_inspection": reply.get("arp_inspection")}
 
 
 class Progress(Source):

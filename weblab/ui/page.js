@@ -163,6 +163,9 @@ function fillFirewall(snap) {
   const d = fw.default_deny || {};
   rows.push(`<tr><td><i>default</i></td><td>deny</td><td>any</td><td>any</td><td>any</td><td></td><td class="num">${d.packets ?? 0}</td><td class="num">${d.bytes ?? 0}</td>${READ_ONLY ? "" : "<td></td>"}</tr>`);
   setHTML($("#rules tbody"), rows.join(""));
+  const arp = fw.arp_inspection;
+  setHTML($("#arp-inspection"), !arp ? "" : `ARP inspection ${badge(arp.on ? "ON" : "OFF")}: ${arp.dropped} spoofed ARP dropped` +
+    (arp.ports.length ? " &mdash; " + arp.ports.map((p) => `${esc(p.switch || "s" + p.dpid)} port ${p.port} (${esc(p.host || "?")}): ${p.packets}`).join(", ") : ""));
 }
 
 function fillSniff(s) {
