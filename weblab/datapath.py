@@ -63,6 +63,17 @@ def decide_datapath(facts: DatapathFacts) -> tuple[str, str]:
                       "datapath ovs-system is free")
 
 
+def ports_of(datapath: str) -> str:
+    """What a host interface is on this datapath (weblab.netdev)."""
+    return ("host ports are OVS tap ports with userspace TSO" if datapath == "user"
+            else "host ports are veth pairs")
+
+
+def summary(datapath: str, why: str) -> str:
+    """One line for status and doctor: which datapath, its ports, and why it was chosen."""
+    return f"{datapath} ({ports_of(datapath)}): {why}"
+
+
 def datapath_choice() -> tuple[str, str]:
     """The datapath a lab will use on this machine and why: ('user' | 'kernel', reason)."""
     return decide_datapath(probe_datapath())
