@@ -21,8 +21,8 @@ unit: install
 integration: install
 	$(PY) -m pytest -q tests/integration
 
-bench: install      ## bring-up / teardown times (median of 5) -> bench/results.json; packet analysis vs tshark -> bench/throughput.json
-	$(PY) -m tests.bench --repeat 5 --out bench/results.json
+bench: install      ## bring-up/teardown, cost against size (N servers), datapath vs a Linux bridge -> bench/*.json; packet analysis vs tshark -> bench/throughput.json
+	$(PY) -m tests.bench all
 	$(PY) -m tests.bench_throughput --out bench/throughput.json
 
 reference: install  ## the reference results: every claim three times on this machine -> results/reference/

@@ -6,7 +6,7 @@ import re
 import signal
 import time
 
-from tests.integration.conftest import leftovers, running_state, weblab
+from tests.integration.conftest import interfaces_everywhere, leftovers, running_state, weblab
 from weblab.core.proc import ProcRef
 
 
@@ -20,6 +20,9 @@ def test_killed_supervisor_then_clean_leaves_nothing():
         time.sleep(0.05)
     assert not holder.alive()
     assert leftovers(state), "a crashed lab must leave its processes until cleaned"
+    taps = [link[1] for link in state["links"] if link[1] == link[3]]
+    if state["datapath"] == "user":  # tap ports: still there (held by ovs-vswitchd) until cleaned
+        assert taps and set(taps) <= interfaces_everywhere()
     status = weblab("status", check=False)
     assert "weblab clean" in status.stdout
     refused = weblab("up", "one-server", "--detach", check=False)
@@ -27,3 +30,4 @@ def test_killed_supervisor_then_clean_leaves_nothing():
     out = weblab("clean")
     assert re.search(rf"cleaned run {state['run_id']}", out.stdout)
     assert leftovers(state) == []
+    assert not set(taps) & interfaces_everywhere()
