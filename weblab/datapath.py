@@ -51,7 +51,7 @@ def decide_datapath(facts: DatapathFacts) -> tuple[str, str]:
     """('kernel' | 'user', why) for these facts."""
     if not facts.module_loadable:
         return "user", ("no openvswitch kernel module on this kernel (not loaded, modprobe cannot "
-                        "load it): userspace datapath, slower and more CPU-hungry")
+                        "load it): userspace datapath, more CPU per packet than the kernel one")
     if facts.ovs_system_exists:
         owner = (f"the system ovs-vswitchd (pid {facts.system_vswitchd_pid})" if facts.system_vswitchd_pid
                  else "another Open vSwitch (no system ovs-vswitchd runs: a leftover?)")
