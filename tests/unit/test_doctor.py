@@ -220,6 +220,8 @@ def test_check_datapath_is_a_warning_when_userspace():
     assert kernel.ok and kernel.detail.startswith("datapath=kernel")
     no_module = doctor.check_datapath(DatapathFacts(False, False, False))
     assert no_module.status == "warn" and "modprobe openvswitch" in no_module.fix
+    assert no_module.detail.startswith("datapath=user (host ports are OVS tap ports with userspace TSO): ")
+    assert "veth pairs" in kernel.detail
     system = doctor.check_datapath(DatapathFacts(True, True, True, 99))
     assert system.status == "warn" and "openvswitch-switch" in system.fix
 
