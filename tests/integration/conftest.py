@@ -40,10 +40,10 @@ def leftovers(state: dict) -> list[str]:
     holder = state.get("holder")
     if holder and ProcRef(**holder).alive() and ProcRef(**holder).pid != os.getpid():
         found.append(f"supervisor pid {holder['pid']}")
-    taps = {link[1] for link in state.get("links", []) if link[1] == link[3]}
+    taps = set(tap_ports(state))
     for link in state.get("links", []):
-        for intf in dict.fromkeys((link[1], link[3])):
-            if Path("/sys/class/net", intf).exists():
+        for intf in (link[1], link[3]):
+            if intf and Path("/sys/class/net", intf).exists():
                 found.append(f"link {intf}")
     # A tap port lives in its host's namespace: look in every namespace a process still holds.
     found += [f"tap {name} (in a network namespace)" for name in sorted(taps & interfaces_everywhere())]
@@ -58,6 +58,11 @@ def leftovers(state: dict) -> list[str]:
     eth = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     found += [f"link {line.split()[0]}" for line in eth.splitlines() if "-eth" in line.split()[0]]
     return found
+
+
+def tap_ports(state: dict) -> list[str]:
+    """The host interfaces that are tap ports: their link has no interface at the switch end."""
+    return [i1 or i2 for _n1, i1, _n2, i2 in state.get("links", []) if not (i1 and i2)]
 
 
 def interfaces_everywhere() -> set[str]:

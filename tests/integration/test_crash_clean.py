@@ -6,7 +6,7 @@ import re
 import signal
 import time
 
-from tests.integration.conftest import interfaces_everywhere, leftovers, running_state, weblab
+from tests.integration.conftest import interfaces_everywhere, leftovers, running_state, tap_ports, weblab
 from weblab.core.proc import ProcRef
 
 
@@ -22,7 +22,7 @@ def test_killed_supervisor_then_clean_leaves_nothing():
     assert leftovers(state), "a crashed lab must leave its processes until cleaned"
     # Tap ports (userspace datapath): a host whose namespace still holds a daemon keeps its tap
     # (ovs-vswitchd holds the other end) until cleaned.
-    taps = [link[1] for link in state["links"] if link[1] == link[3]]
+    taps = tap_ports(state)
     if state["datapath"] == "user":
         assert "server1-eth0" in taps and "server1-eth0" in interfaces_everywhere()
     status = weblab("status", check=False)
