@@ -483,7 +483,10 @@ class Lab:
         """The OpenFlow counters of switch's port facing host, read live from the switch: rx_* is what
         the switch received from host (what host sent), tx_* what it sent to host."""
         from weblab.ovs import parse_port_stats
-        return parse_port_stats(self.ovs.ofctl("dump-ports", switch, self.link_intfs(host, switch)[1]))
+        self.link_intfs(host, switch)  # no such link: an error naming it
+        # By OpenFlow port number: a tap port has no interface name at the switch end.
+        port = next(leg["port"] for leg in self.topo.legs(host) if leg["switch"] == switch)
+        return parse_port_stats(self.ovs.ofctl("dump-ports", switch, str(port)))
 
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:
