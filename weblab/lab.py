@@ -483,10 +483,24 @@ class Lab:
         """The OpenFlow counters of switch's port facing host, read live from the switch: rx_* is what
         the switch received from host (what host sent), tx_* what it sent to host."""
         from weblab.ovs import parse_port_stats
-        self.link_intfs(host, switch)  # no such link: an error naming it
-        # By OpenFlow port number: a tap port has no interface name at the switch end.
-        port = next(leg["port"] for leg in self.topo.legs(host) if leg["switch"] == switch)
-        return parse_port_stats(self.ovs.ofctl("dump-ports", switch, str(port)))
+        host_intf, switch_intf = self.link_intfs(host, switch)
+        if not switch_intf:
+            return self._tap_counters(host, host_intf)
+        return parse_port_stats(self.ovs.ofctl("dump-ports", switch, switch_intf))
+
+    def _tap_counters(self, host: str, intf: str) -> dict[str, int]:
+        """A tap port's counters, read from the tap itself in its host: OVS reads a tap's statistics from
+        the kernel device by name in its own namespace, where a tap moved into a host is not (it says 0).
+        The tap is one device: what the switch received (rx) is what the host sent into it (tx)."""
+        res = self.exec(host, ["ip", "-s", "-j", "link", "show", "dev", intf], timeout=5)
+        if res.returncode != 0:
+            raise WeblabError(f"cannot read the counters of {intf} in {host}: {res.stderr.strip()}")
+        stats = json.loads(res.stdout)[0]["stats64"]
+        out = {}
+        for side, dev_side in (("rx", "tx"), ("tx", "rx")):
+            for key in ("packets", "bytes", "dropped", "errors"):
+                out[f"{side}_{key}"] = int(stats[dev_side][key])
+        return out
 
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:
