@@ -21,10 +21,9 @@ unit: install
 integration: install
 	$(PY) -m pytest -q tests/integration
 
-bench: install      ## bring-up / teardown (median of 5) -> bench/results.json; packet analysis vs tshark -> bench/throughput.json; the live view's cost -> bench/ui.json
-	$(PY) -m tests.bench --repeat 5 --out bench/results.json
+bench: install      ## bring-up/teardown, cost against size (N servers), datapath vs a Linux bridge, the live view's cost -> bench/*.json; packet analysis vs tshark -> bench/throughput.json
+	$(PY) -m tests.bench all
 	$(PY) -m tests.bench_throughput --out bench/throughput.json
-	$(PY) -m tests.bench --only ui --out bench/ui.json
 
 docs:               ## redraw the guides' design drawings (docs/img/DESIGN.svg; a unit test checks they are current)
 	$(PY) -m weblab.ui.graph --docs docs/img

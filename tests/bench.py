@@ -1,8 +1,19 @@
-"""Benchmarks (`make bench`): lab bring-up and teardown, median of N, with a same-run baseline.
+"""Benchmarks (`make bench`): what a lab costs and how that grows, each beside a same-run baseline.
 
-The baseline is the same Mininet graph on the same private Open vSwitch with no controller and
-no services, measured in the same run, so the ratio says what weblab adds on top of Mininet
-whatever the machine's speed today.
+    python -m tests.bench updown   [--design D ...] [--repeat 5]   -> bench/results.json
+    python -m tests.bench scale    [--design distributed] [--n 1,2,4,8,16] [--repeat 3]
+                                                                    -> bench/scale.json, docs/bench-scale.png
+    python -m tests.bench datapath [--seconds 5]                    -> bench/datapath.json
+    python -m tests.bench all                                       (all three)
+
+Baselines, measured in the same run so that ratios hold whatever the machine's speed today:
+- bring-up/teardown: the same Mininet graph on the same private Open vSwitch (same datapath, same
+  port kind), no controller and no services;
+- the datapath: iperf3 between two namespaces joined by a Linux bridge.
+The scale benchmark runs the command a user runs (`weblab up DESIGN --param servers=N --detach`,
+then `weblab down`), end to end including Python's start-up, and reads the lab's memory as the
+sum of PSS (/proc/PID/smaps_rollup) over the run's recorded processes and their descendants.
+These are benchmarks: nothing here asserts a time.
 """
 from __future__ import annotations
 
@@ -10,38 +21,41 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "weblab"]
+SCALE_PARAM = {"distributed": "servers", "secured": "servers", "scaled": "web"}
 
-def bare_mininet(design: str) -> tuple[float, float]:
-    """Seconds to build+start and to stop the design's graph with Mininet alone."""
+
+# ------------------------------------------------------------------------------ baselines
+def bare_mininet(design: str, params: dict | None = None) -> tuple[float, float]:
+    """Seconds to build+start and to stop the design's graph with Mininet alone (same port kind)."""
     from mininet.log import setLogLevel
-    from mininet.net import Mininet
-    from mininet.node import OVSSwitch
 
     from topologies import get
+    from weblab import netdev
     from weblab.core import paths
+    from weblab.datapath import choose_datapath
     from weblab.lab import new_run_id
-    from weblab.ovs import PrivateOVS, choose_datapath
-    import shutil
+    from weblab.ovs import PrivateOVS
 
     setLogLevel("warning")
     run_dir = paths.RUN_ROOT / f"bench-{new_run_id()}"
     datapath, _ = choose_datapath()
     ovs = PrivateOVS(run_dir, datapath)
-    ovs.start(lambda ref: None)
     saved = dict(os.environ)
-    os.environ.update(ovs.env())
     try:
+        ovs.start(lambda ref: None)
+        os.environ.update(ovs.env())
         t0 = time.monotonic()
-        net = Mininet(topo=get(design)(), switch=partial(OVSSwitch, datapath=datapath, failMode="standalone"),
-                      controller=None, autoSetMacs=False, waitConnected=False)
+        net = netdev.mininet(get(design)(**(params or {})), datapath, ovs.vsctl, fail_mode="standalone")
         net.start()
         up = time.monotonic() - t0
         t0 = time.monotonic()
@@ -53,6 +67,228 @@ def bare_mininet(design: str) -> tuple[float, float]:
         os.environ.update(saved)
         shutil.rmtree(run_dir, ignore_errors=True)
     return up, down
+
+
+def bridge_gbps(seconds: int = 5) -> float:
+    """iperf3 (one TCP stream) between two fresh namespaces joined by a Linux bridge; all removed after."""
+    tag = f"wlb{os.getpid() % 100000}"
+    ns, br = (f"{tag}a", f"{tag}b"), f"{tag}br"
+
+    def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=check)
+    server = None
+    try:
+        sh("ip", "link", "add", br, "type", "bridge")
+        sh("ip", "link", "set", br, "up")
+        for i, n in enumerate(ns, start=1):
+            sh("ip", "netns", "add", n)
+            sh("ip", "link", "add", f"{n}v", "type", "veth", "peer", "name", f"{n}e", "netns", n)
+            sh("ip", "link", "set", f"{n}v", "master", br, "up")
+            sh("ip", "-n", n, "addr", "add", f"10.254.0.{i}/24", "dev", f"{n}e")
+            sh("ip", "-n", n, "link", "set", f"{n}e", "up")
+            sh("ip", "-n", n, "link", "set", "lo", "up")
+        server = subprocess.Popen(["ip", "netns", "exec", ns[1], "iperf3", "-s", "-1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_listening(lambda: sh("ip", "netns", "exec", ns[1], "ss", "-ltn", check=False).stdout)
+        res = sh("ip", "netns", "exec", ns[0], "iperf3", "-c", "10.254.0.2", "-t", str(seconds), "-J")
+        return _iperf_gbps(res.stdout)
+    finally:
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait(timeout=5)
+        for n in ns:
+            sh("ip", "netns", "delete", n, check=False)
+        sh("ip", "link", "del", br, check=False)
+
+
+def _wait_listening(listing, port: int = 5201, timeout: float = 10) -> None:
+    from weblab.core.wait import wait_for
+    wait_for(lambda: f":{port} " in listing(), timeout, f"iperf3 -s listening on {port}")
+
+
+def _iperf_gbps(text: str) -> float:
+    data = json.loads(text)
+    if "error" in data:
+        raise RuntimeError(f"iperf3: {data['error']}")
+    return data["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+# ------------------------------------------------------------------------------ the CLI, as a user runs it
+def weblab(*args: str, timeout: float = 300) -> tuple[float, subprocess.CompletedProcess]:
+    """(seconds, result) of one weblab command; a failure raises with its output."""
+    t0 = time.monotonic()
+    res = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    took = time.monotonic() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"weblab {' '.join(args)} exited {res.returncode}: {res.stderr.strip()[-800:]}")
+    return took, res
+
+
+def running_state() -> dict:
+    from weblab.core import paths
+    states = [json.loads(p.read_text()) for p in paths.RUN_ROOT.glob("*/state.json")]
+    if len(states) != 1:
+        raise RuntimeError(f"expected one running lab, found {len(states)}")
+    return states[0]
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text.rpartition(")")[2].split()[1])
+        kids.setdefault(ppid, []).append(int(stat.parent.name))
+    return kids
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of one process, KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def lab_memory(state: dict) -> dict:
+    """Sum of PSS over the run's recorded processes (holder included) and all their descendants."""
+    roots = {d["pid"] for d in state.get("processes", [])}
+    if state.get("holder"):
+        roots.add(state["holder"]["pid"])
+    kids, seen, todo = _children(), set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        todo += kids.get(pid, [])
+    return {"pss_mib": round(sum(pss_kib(p) for p in seen) / 1024, 1), "processes": len(seen)}
+
+
+def slope(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of ys over xs (None with fewer than two distinct xs)."""
+    if len(set(xs)) < 2:
+        return None
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+# ------------------------------------------------------------------------------ the benchmarks
+def lab_gbps(seconds: int = 5) -> dict:
+    """iperf3 server1 -> server2 in `distributed` with the firewall on and a live allow rule."""
+    weblab("up", "distributed", "--firewall", "on", "--detach")
+    try:
+        state = running_state()
+        weblab("firewall", "allow", "server1", "server2", "tcp", "5201")
+        server = subprocess.Popen([*CLI, "exec", "server2", "--", "iperf3", "-s", "-1"], cwd=REPO,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_listening(lambda: weblab("exec", "server2", "--", "ss", "-ltn")[1].stdout)
+            _, res = weblab("exec", "server1", "--", "iperf3", "-c", state["hosts"]["server2"]["ips"][0],
+                            "-t", str(seconds), "-J", timeout=seconds + 60)
+        finally:
+            if server.poll() is None:
+                server.terminate()
+            server.wait(timeout=10)
+        return {"gbps": round(_iperf_gbps(res.stdout), 3), "datapath": state.get("datapath"),
+                "datapath_reason": state.get("datapath_reason")}
+    finally:
+        weblab("down")
+
+
+def datapath_bench(seconds: int = 5) -> dict:
+    """The lab's host-to-host throughput through the firewall vs a Linux bridge, same run."""
+    bridge = bridge_gbps(seconds)
+    lab = lab_gbps(seconds)
+    out = {"when": _now(), "seconds": seconds, "linux_bridge_gbps": round(bridge, 3), "lab": lab,
+           "ratio_to_bridge": round(lab["gbps"] / bridge, 3),
+           "command": "weblab up distributed --firewall on --detach; weblab firewall allow server1 "
+                      "server2 tcp 5201; iperf3 server1 -> server2 (one stream)"}
+    print(f"datapath: lab {lab['gbps']:.2f} Gbit/s, bridge {bridge:.2f} Gbit/s, "
+          f"ratio {out['ratio_to_bridge']:.1%}", file=sys.stderr, flush=True)
+    return out
+
+
+def scale_bench(design: str, ns: list[int], repeat: int) -> dict:
+    """up --detach / down (median of repeat) and memory for N web servers, beside bare Mininet."""
+    from topologies import get
+    cls = get(design)
+    pname = SCALE_PARAM.get(design)
+    choices = cls.params[pname].choices if pname else None
+    rows, skipped = [], []
+    for n in ns:
+        if pname is None or (choices and n not in choices):
+            skipped.append(n)
+            continue
+        params = {pname: n}
+        hosts = len(cls(**params).hosts())
+        samples: dict[str, list[float]] = {"up": [], "down": [], "baseline_up": [], "baseline_down": []}
+        memory = []
+        for i in range(repeat):
+            b_up, b_down = bare_mininet(design, params)
+            up, _ = weblab("up", design, "--param", f"{pname}={n}", "--detach")
+            try:
+                memory.append(lab_memory(running_state()))
+            finally:
+                down, _ = weblab("down")
+            for k, v in (("up", up), ("down", down), ("baseline_up", b_up), ("baseline_down", b_down)):
+                samples[k].append(v)
+            print(f"{design} {pname}={n} ({hosts} hosts) {i + 1}/{repeat}: up {up:.2f} s, down {down:.2f} s, "
+                  f"{memory[-1]['pss_mib']:.0f} MiB (Mininet alone {b_up:.2f} / {b_down:.2f} s)",
+                  file=sys.stderr, flush=True)
+        med = {k: round(statistics.median(v), 3) for k, v in samples.items()}
+        rows.append({"n": n, "hosts": hosts, "median_s": med,
+                     "samples_s": {k: [round(x, 3) for x in v] for k, v in samples.items()},
+                     "pss_mib": statistics.median(m["pss_mib"] for m in memory),
+                     "processes": statistics.median(m["processes"] for m in memory)})
+    per_host = {}
+    if rows:
+        xs = [r["hosts"] for r in rows]
+        for key, ys in (("up_s", [r["median_s"]["up"] for r in rows]),
+                        ("baseline_up_s", [r["median_s"]["baseline_up"] for r in rows]),
+                        ("down_s", [r["median_s"]["down"] for r in rows]),
+                        ("pss_mib", [r["pss_mib"] for r in rows])):
+            s = slope(xs, ys)
+            per_host[key] = None if s is None else round(s, 3)
+    return {"when": _now(), "design": design, "param": pname, "repeat": repeat, "rows": rows,
+            "per_host_slope": per_host,
+            "skipped_n": skipped,
+            "skipped_why": (f"{design} accepts {pname} in {choices} today" if skipped else ""),
+            "command": f"weblab up {design} --param {pname}=N --detach; weblab down"}
+
+
+def plot_scale(result: dict, out: Path) -> Path | None:
+    """Up/down time and memory against the number of web servers."""
+    rows = result["rows"]
+    if not rows:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ns = [r["n"] for r in rows]
+    fig, (ax, mx) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for key, label in (("up", "weblab up --detach"), ("down", "weblab down"),
+                       ("baseline_up", "Mininet alone: up"), ("baseline_down", "Mininet alone: down")):
+        ax.plot(ns, [r["median_s"][key] for r in rows], "o-" if "baseline" not in key else "s--", label=label)
+    ax.set_xlabel(f"{result['param']} (web servers)")
+    ax.set_ylabel(f"seconds (median of {result['repeat']})")
+    ax.set_xticks(ns)
+    ax.legend(fontsize=7)
+    mx.plot(ns, [r["pss_mib"] for r in rows], "o-", color="tab:purple")
+    mx.set_xlabel(f"{result['param']} (web servers)")
+    mx.set_ylabel("lab memory, sum of PSS (MiB)")
+    mx.set_xticks(ns)
+    fig.suptitle(f"{result['design']}: cost against size", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def full_lab(design: str) -> tuple[float, float]:
@@ -158,56 +394,80 @@ def ui_cost(design: str, params: dict, seconds: float = 60) -> dict:
             "state_bytes_median": int(statistics.median(sizes)), "limits": {"cpu_fraction": 0.05, "rss_mib": 150}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.bench")
-    ap.add_argument("--design", action="append", help="design(s) to measure (default: all)")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--out", default="bench/results.json")
-    ap.add_argument("--no-firewall", action="store_true", help="skip the firewall throughput benchmark")
-    ap.add_argument("--only", choices=("ui",), help="only this benchmark: ui = the live view's CPU and memory")
-    ap.add_argument("--seconds", type=float, default=60, help="measuring window of the ui benchmark")
-    args = ap.parse_args(argv)
-    if args.only == "ui":
-        res = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "machine": {"cores": os.cpu_count(), "kernel": platform.release()},
-               "ui": [ui_cost("scaled", {}, args.seconds), ui_cost("distributed", {"servers": 16}, args.seconds)]}
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=2) + "\n")
-        print(json.dumps(res["ui"], indent=2))
-        print(f"written to {out}", file=sys.stderr)
-        return 0
-    from topologies import DESIGNS
-    designs = args.design or list(DESIGNS)
-    results = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "machine": {"cores": os.cpu_count(), "kernel": platform.release()},
-               "repeat": args.repeat, "designs": {}}
+def updown_bench(designs: list[str], repeat: int, firewall: bool = True) -> dict:
+    results = {"when": _now(), "machine": _machine(), "repeat": repeat, "designs": {}}
     for design in designs:
         rows = {"lab_up": [], "lab_down": [], "baseline_up": [], "baseline_down": []}
-        for i in range(args.repeat):
+        for i in range(repeat):
             b_up, b_down = bare_mininet(design)
             up, down = full_lab(design)
             rows["baseline_up"].append(b_up)
             rows["baseline_down"].append(b_down)
             rows["lab_up"].append(up)
             rows["lab_down"].append(down)
-            print(f"{design} {i + 1}/{args.repeat}: up {up:.2f} s, down {down:.2f} s "
+            print(f"{design} {i + 1}/{repeat}: up {up:.2f} s, down {down:.2f} s "
                   f"(mininet alone {b_up:.2f} / {b_down:.2f} s)", file=sys.stderr, flush=True)
         med = {k: round(statistics.median(v), 3) for k, v in rows.items()}
         results["designs"][design] = {
             "median_s": med, "samples_s": {k: [round(x, 3) for x in v] for k, v in rows.items()},
             "ratio_up_to_baseline": round(med["lab_up"] / med["baseline_up"], 2),
             "ratio_down_to_baseline": round(med["lab_down"] / med["baseline_down"], 2)}
-    if not args.no_firewall:
+    if firewall:
         results["firewall"] = firewall_cost()
         print(f"firewall: {results['firewall']}", file=sys.stderr)
-    out = Path(args.out)
+    return results
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _machine() -> dict:
+    return {"cores": os.cpu_count(), "kernel": platform.release()}
+
+
+def _write(path: str | Path, data: dict) -> None:
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps({d: r["median_s"] | {"ratio_up": r["ratio_up_to_baseline"],
-                                          "ratio_down": r["ratio_down_to_baseline"]}
-                      for d, r in results["designs"].items()}, indent=2))
+    out.write_text(json.dumps({**data, "machine": _machine()}, indent=2) + "\n")
     print(f"written to {out}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("what", nargs="?", default="updown", choices=("updown", "scale", "datapath", "ui", "all"))
+    ap.add_argument("--design", action="append", help="design(s) (updown: default all; scale: distributed)")
+    ap.add_argument("--repeat", type=int, default=None, help="samples per figure (updown 5, scale 3)")
+    ap.add_argument("--n", default="1,2,4,8,16", help="scale: numbers of web servers")
+    ap.add_argument("--seconds", type=int, default=5, help="datapath: iperf3 seconds")
+    ap.add_argument("--out", default="bench/results.json", help="updown's output")
+    ap.add_argument("--no-firewall", action="store_true", help="updown: skip the firewall throughput benchmark")
+    ap.add_argument("--plot", default="docs/bench-scale.png", help="scale's plot")
+    ap.add_argument("--ui-seconds", type=float, default=60, help="ui: measuring window")
+    args = ap.parse_args(argv)
+    from topologies import DESIGNS
+    if args.what in ("updown", "all"):
+        res = updown_bench(args.design or list(DESIGNS), args.repeat or 5, not args.no_firewall)
+        _write(args.out, res)
+        print(json.dumps({d: r["median_s"] | {"ratio_up": r["ratio_up_to_baseline"],
+                                              "ratio_down": r["ratio_down_to_baseline"]}
+                          for d, r in res["designs"].items()}, indent=2))
+    if args.what in ("scale", "all"):
+        for design in (args.design if args.what == "scale" and args.design else ["distributed"]):
+            res = scale_bench(design, [int(x) for x in args.n.split(",")], args.repeat or 3)
+            name = "scale.json" if design == "distributed" else f"scale-{design}.json"
+            _write(Path("bench") / name, res)
+            plot_scale(res, Path(args.plot) if design == "distributed" else Path(f"docs/bench-scale-{design}.png"))
+            print(json.dumps({"per_host_slope": res["per_host_slope"],
+                              "rows": [{"n": r["n"], **r["median_s"], "pss_mib": r["pss_mib"]}
+                                       for r in res["rows"]]}, indent=2))
+    if args.what in ("datapath", "all"):
+        _write("bench/datapath.json", datapath_bench(args.seconds))
+    if args.what in ("ui", "all"):
+        res = {"when": _now(), "ui": [ui_cost("scaled", {}, args.ui_seconds),
+                                      ui_cost("distributed", {"servers": 16}, args.ui_seconds)]}
+        _write("bench/ui.json", res)
+        print(json.dumps(res["ui"], indent=2))
     return 0
 
 

@@ -134,6 +134,16 @@ def footprint(servers: int) -> dict[str, int]:
     return {"buffer_pool_mb": max(16, min(64, 128 // max(1, servers))), "app_workers": 2 if servers <= 4 else 1}
 
 
+# The client's link ("the internet"), shaped each way by the lab (weblab.shaping); every design has it.
+LINK_PARAMS = {
+    "client_bw": Param(None, "client link bandwidth, Mbit/s each way (up to 10000; default unshaped)",
+                       kind=float),
+    "client_delay": Param(None, "client link delay, ms each way (needs the netem qdisc)", kind=float),
+    "client_jitter": Param(None, "client link delay jitter, ms (needs netem and a delay)", kind=float),
+    "client_loss": Param(None, "client link loss, % each way (needs the netem qdisc)", kind=float),
+}
+
+
 def mac_for(ip: str) -> str:
     """A stable, locally administered MAC derived from an IPv4 address."""
     o = ipaddress.ip_address(ip).packed
@@ -148,6 +158,10 @@ class LabTopo(Topo):
     summary: ClassVar[str] = ""
     params: ClassVar[dict[str, Param]] = {}
 
+    def __init_subclass__(cls, **kw: Any):
+        super().__init_subclass__(**kw)
+        cls.params = {**cls.params, **{k: v for k, v in LINK_PARAMS.items() if k not in cls.params}}
+
     def __init__(self, **params: Any):
         self.services: list[ServiceSpec] = []
         self.rules: list[RuleSpec] = list(BASE_RULES)
@@ -159,6 +173,9 @@ class LabTopo(Topo):
         self.zone = ZONE
         self.values = self.resolve_params(params)
         super().__init__(**self.values)
+        client = {k.split("_", 1)[1]: v for k, v in self.values.items() if k in LINK_PARAMS and v is not None}
+        if client and "client-link" in self.link_names():
+            self.shape_link(*self.link_names()["client-link"], **client)
 
     @classmethod
     def resolve_params(cls, given: dict[str, Any]) -> dict[str, Any]:
@@ -252,6 +269,12 @@ class LabTopo(Topo):
             if all(any(l["ip"].network == leg["ip"].network for l in self.legs(p)) for p in peers):
                 return leg
         return None
+
+    def shape_link(self, host: str, switch: str, **shape: Any) -> None:
+        """Bandwidth (bw, Mbit/s), delay and jitter (ms), loss (%) on a link, each way: a `shape`
+        link option the lab applies at the host end (weblab.shaping)."""
+        info = self.linkInfo(host, switch)
+        info["shape"] = {**info.get("shape", {}), **shape}
 
     def address_on(self, host: str, peer: str) -> str:
         """host's address on a network it shares with peer (the first one)."""

@@ -34,6 +34,8 @@ def sweep(state: RunState) -> list[str]:
         if ref.alive():
             leftovers.append(f"process {ref.name} ({ref.pid})")
     for link in state.links:
+        # A tap port (its switch end recorded without an interface) went with ovs-vswitchd above, or
+        # with its host's namespace; one still in the root namespace (a crash before it moved) goes here.
         for intf in (link.intf1, link.intf2):
             if intf and Path("/sys/class/net", intf).exists():
                 subprocess.run(["ip", "link", "del", intf], capture_output=True, timeout=10)

@@ -136,7 +136,10 @@ def _exit_on_signal(signum, frame):
 def describe(state) -> str:
     """Hosts, addresses and services of a run, for people."""
     from weblab.core import cores
-    lines = [f"run {state.run_id}: design {state.design} ({state.status}), datapath {state.datapath}"]
+    from weblab.datapath import summary
+    why = state.data.get("datapath_reason", "?")
+    lines = [f"run {state.run_id}: design {state.design} ({state.status}), "
+             f"datapath {summary(state.datapath, why) if state.datapath else None}"]
     services: dict[str, list[str]] = {}
     for s in state.services:
         services.setdefault(s.host, []).append(s.kind)

@@ -51,7 +51,7 @@ def decide_datapath(facts: DatapathFacts) -> tuple[str, str]:
     """('kernel' | 'user', why) for these facts."""
     if not facts.module_loadable:
         return "user", ("no openvswitch kernel module on this kernel (not loaded, modprobe cannot "
-                        "load it): userspace datapath, slower and more CPU-hungry")
+                        "load it): userspace datapath, more CPU per packet than the kernel one")
     if facts.ovs_system_exists:
         owner = (f"the system ovs-vswitchd (pid {facts.system_vswitchd_pid})" if facts.system_vswitchd_pid
                  else "another Open vSwitch (no system ovs-vswitchd runs: a leftover?)")
@@ -61,6 +61,17 @@ def decide_datapath(facts: DatapathFacts) -> tuple[str, str]:
         return "kernel", "openvswitch kernel module loaded and the kernel datapath ovs-system is free"
     return "kernel", ("openvswitch kernel module loadable (loaded on first use) and the kernel "
                       "datapath ovs-system is free")
+
+
+def ports_of(datapath: str) -> str:
+    """What a host interface is on this datapath (weblab.netdev)."""
+    return ("host ports are OVS tap ports with userspace TSO" if datapath == "user"
+            else "host ports are veth pairs")
+
+
+def summary(datapath: str, why: str) -> str:
+    """One line for status and doctor: which datapath, its ports, and why it was chosen."""
+    return f"{datapath} ({ports_of(datapath)}): {why}"
 
 
 def datapath_choice() -> tuple[str, str]:

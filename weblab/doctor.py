@@ -16,6 +16,7 @@ from weblab.core import cgroups, versions
 from weblab.core.paths import RUN_ROOT
 from weblab.core.proc import Runner, run_quiet
 from weblab.datapath import DatapathFacts, decide_datapath, probe_datapath
+from weblab.datapath import summary as datapath_summary
 
 INSTALL = "sudo make install"
 PYTHON_MIN = (3, 11)
@@ -145,14 +146,14 @@ def check_datapath(facts: DatapathFacts | None = None) -> Check:
     facts = probe_datapath() if facts is None else facts
     choice, why = decide_datapath(facts)
     if choice == "kernel":
-        return Check("switch datapath", True, f"datapath=kernel: {why}")
+        return Check("switch datapath", True, f"datapath={datapath_summary(choice, why)}")
     if not facts.module_loadable:
         fix = "for the kernel datapath: sudo modprobe openvswitch (needs this kernel's modules installed)"
     elif facts.system_vswitchd_pid:
         fix = "for the kernel datapath: stop the system Open vSwitch (sudo systemctl stop openvswitch-switch)"
     else:
         fix = "for the kernel datapath: remove the leftover with: sudo ovs-dpctl del-dp ovs-system"
-    return Check("switch datapath", False, f"datapath=user: {why}", fix, required=False)
+    return Check("switch datapath", False, f"datapath={datapath_summary(choice, why)}", fix, required=False)
 
 
 # -- traffic control --------------------------------------------------------------------------------
@@ -169,15 +170,41 @@ def check_qdiscs(root: bool | None = None, run: Runner | None = None,
     root = os.geteuid() == 0 if root is None else root
     run, sys_root = run or run_quiet, sys_root or SYS
     if not root:
-        return [_qdisc_by_module(name, run, sys_root, "not tried: needs root") for name in QDISC_TESTS]
+        return [_qdisc_by_module(name, run, sys_root, "not tried: needs root") for name in QDISC_TESTS] + [
+            _ifb_by_module(run, sys_root, "not tried: needs root")]
     ns = f"weblab-doctor-{os.getpid()}"
     rc, out = run(["ip", "netns", "add", ns])
     if rc != 0:
-        return [_qdisc_by_module(name, run, sys_root, f"no test namespace ({out})") for name in QDISC_TESTS]
+        return [_qdisc_by_module(name, run, sys_root, f"no test namespace ({out})") for name in QDISC_TESTS] + [
+            _ifb_by_module(run, sys_root, f"no test namespace ({out})")]
     try:
-        return [_qdisc_in_netns(ns, name, run) for name in QDISC_TESTS]
+        return [_qdisc_in_netns(ns, name, run) for name in QDISC_TESTS] + [_ifb_in_netns(ns, run)]
     finally:
         run(["ip", "netns", "delete", ns])
+
+
+def _ifb_in_netns(ns: str, run: Runner) -> Check:
+    """An ifb device (the switch -> host half of link shaping) inside namespace ns."""
+    rc, out = run(["ip", "-n", ns, "link", "add", "weblab-ifb", "type", "ifb"])
+    if rc == 0:
+        return Check("device ifb", True, "works (tried in a throwaway network namespace)")
+    return Check("device ifb", False, f"unavailable, link bandwidth can be limited host -> switch only "
+                 f"(ip: {out or f'exit {rc}'})", "sudo modprobe ifb (needs this kernel's modules installed)",
+                 required=False)
+
+
+def _ifb_by_module(run: Runner, sys_root: Path, why: str) -> Check:
+    """Fallback: is the ifb module loaded or loadable?"""
+    if (sys_root / "module" / "ifb").exists() or run(["modprobe", "-n", "-q", "ifb"])[0] == 0:
+        return Check("device ifb", True, f"module ifb available ({why})")
+    return Check("device ifb", False, f"module ifb not available ({why}): link bandwidth can be limited "
+                 "host -> switch only", "sudo modprobe ifb (needs this kernel's modules installed)",
+                 required=False)
+
+
+def shaping_support(run: Runner | None = None, root: bool | None = None) -> dict[str, tuple[bool, str]]:
+    """{"htb" | "netem" | "ifb": (works, detail)} as check_qdiscs finds them, for weblab.shaping."""
+    return {c.name.split()[-1]: (c.ok, c.detail) for c in check_qdiscs(root=root, run=run)}
 
 
 def _qdisc_in_netns(ns: str, name: str, run: Runner) -> Check:

@@ -54,6 +54,8 @@ def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None =
     if bad:
         raise WeblabError(f"--cpu fractions must be in (0, 1] of the machine: {bad}")
     cores.validate(cpus or {}, topo.hosts())
+    from weblab import doctor, shaping
+    shaping.check(topo, doctor.shaping_support)  # delay/loss without netem: refused here, never ignored
     absent = programs.missing(programs.for_design(design_cls, values))
     if absent:
         raise WeblabError(f"missing programs: {', '.join(f'{p} (package {pkg})' for p, pkg in absent.items())}; "
@@ -131,8 +133,8 @@ class Lab:
 
     def _start(self, values: dict[str, Any]) -> None:
         from mininet.log import setLogLevel
-        from mininet.net import Mininet
-        from mininet.node import OVSSwitch
+
+        from weblab import netdev
 
         setLogLevel(os.environ.get("WEBLAB_MININET_LOG", "warning"))
         datapath, why = choose_datapath(self.requested_datapath)
@@ -150,10 +152,8 @@ class Lab:
         mark("ovs")
         os.environ.update(self.ovs.env())  # Mininet's ovs-vsctl calls now reach the private instance
 
-        switch = partial(OVSSwitch, datapath=datapath, protocols="OpenFlow13", failMode="secure")
-        self.net = Mininet(topo=self.topo, switch=switch, controller=None, build=False,
-                           autoSetMacs=False, autoStaticArp=False, waitConnected=False)
-        self.net.build()
+        # Tap ports on the userspace datapath, veth pairs on the kernel one (weblab.netdev).
+        self.net = netdev.mininet(self.topo, datapath, self.ovs.vsctl)
         self._record_nodes()
         mark("mininet")
         self._configure_hosts(datapath)
@@ -229,12 +229,12 @@ class Lab:
             self.state.add_process(ProcRef.of(f"shell:{node.name}", node.pid, host=host))
         hosts = {h.name: HostRecord(h.name, h.pid, self.topo.role(h.name), self.topo.addresses_of(h.name),
                                     [i.name for i in h.intfList() if i.name != "lo"]) for h in self.net.hosts}
-        links = [LinkRecord(l.intf1.node.name, l.intf1.name, l.intf2.node.name, l.intf2.name)
-                 for l in self.net.links]
+        from weblab.netdev import link_record  # a tap port's switch end has no interface of its own
+        links = [LinkRecord(*link_record(l)) for l in self.net.links]
         self.state.set_network(hosts, [s.name for s in self.net.switches], links, self.topo.link_names())
 
     def _configure_hosts(self, datapath: str) -> None:
-        """Resolver through the lab DNS, private to each host; checksum offload off for userspace."""
+        """Resolver through the lab DNS, private to each host; the lab CA trusted inside it."""
         dns_host = next((s.host for s in self.topo.services if s.kind == "dns"), None)
         if self.topo.pki:
             from weblab.pki import LabCA
@@ -243,12 +243,6 @@ class Lab:
             handle = self.handle(h.name)
             if handle.cores:  # the host's shell too: what Mininet's CLI runs there stays on its CPUs
                 os.sched_setaffinity(h.pid, cores.parse_cpulist(handle.cores))
-            if datapath == "user":
-                for intf in self.state.host(h.name).intfs:
-                    # The userspace datapath drops frames with offloaded (missing) checksums.
-                    res = handle.run(["ethtool", "-K", intf, "tx", "off", "rx", "off"])
-                    if res.returncode != 0:
-                        raise WeblabError(f"ethtool -K {intf} on {h.name} failed: {res.stderr.strip()}")
             if dns_host:
                 self._private_etc(handle, self.topo.address_on(dns_host, h.name))
             if self.ca is not None:
@@ -464,13 +458,15 @@ class Lab:
 
     def _link_set(self, a: str, b: str, state: str) -> None:
         for node, intf in zip((a, b), self.link_intfs(a, b)):
+            if not intf:
+                continue  # the switch end of a tap port: the tap is one device, in the host
             if node in self.state.hosts:
                 self.exec(node, ["ip", "link", "set", intf, state], timeout=5)
             else:
                 subprocess.run(["ip", "link", "set", intf, state], check=True, timeout=5)
 
     def link_down(self, a: str, b: str) -> None:
-        """Cut the link between a and b (both ends down)."""
+        """Cut the link between a and b (both ends of a veth pair, the host end of a tap down)."""
         self._link_set(a, b, "down")
 
     def link_up(self, a: str, b: str) -> None:
@@ -487,7 +483,24 @@ class Lab:
         """The OpenFlow counters of switch's port facing host, read live from the switch: rx_* is what
         the switch received from host (what host sent), tx_* what it sent to host."""
         from weblab.ovs import parse_port_stats
-        return parse_port_stats(self.ovs.ofctl("dump-ports", switch, self.link_intfs(host, switch)[1]))
+        host_intf, switch_intf = self.link_intfs(host, switch)
+        if not switch_intf:
+            return self._tap_counters(host, host_intf)
+        return parse_port_stats(self.ovs.ofctl("dump-ports", switch, switch_intf))
+
+    def _tap_counters(self, host: str, intf: str) -> dict[str, int]:
+        """A tap port's counters, read from the tap itself in its host: OVS reads a tap's statistics from
+        the kernel device by name in its own namespace, where a tap moved into a host is not (it says 0).
+        The tap is one device: what the switch received (rx) is what the host sent into it (tx)."""
+        res = self.exec(host, ["ip", "-s", "-j", "link", "show", "dev", intf], timeout=5)
+        if res.returncode != 0:
+            raise WeblabError(f"cannot read the counters of {intf} in {host}: {res.stderr.strip()}")
+        stats = json.loads(res.stdout)[0]["stats64"]
+        out = {}
+        for side, dev_side in (("rx", "tx"), ("tx", "rx")):
+            for key in ("packets", "bytes", "dropped", "errors"):
+                out[f"{side}_{key}"] = int(stats[dev_side][key])
+        return out
 
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:

@@ -67,7 +67,12 @@ class PrivateOVS:
             f"--log-file={self.dir / 'ovsdb-server.log'}", "-vconsole:off"], record)
         wait_for(lambda: self.db_sock.exists(), 10, f"ovsdb-server socket {self.db_sock}",
                  self.dir / "ovsdb-server.log", self.procs[-1])
-        self._run(["ovs-vsctl", f"--db=unix:{self.db_sock}", "--no-wait", "init"])
+        init = ["ovs-vsctl", f"--db=unix:{self.db_sock}", "--no-wait", "init"]
+        if self.datapath == "user":
+            # Read only when ovs-vswitchd starts: tap ports then carry TSO super-segments and
+            # offloaded checksums (weblab.netdev). No AF_PACKET (veth) port may join such a switch.
+            init += ["--", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"]
+        self._run(init)
         argv = ["ovs-vswitchd", f"unix:{self.db_sock}", f"--pidfile={self.dir / 'ovs-vswitchd.pid'}",
                 f"--unixctl={self.dir / 'ovs-vswitchd.ctl'}",
                 f"--log-file={self.dir / 'ovs-vswitchd.log'}", "-vconsole:off", "--disable-system-route"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,12 +38,15 @@ def leftovers(state: dict) -> list[str]:
         if ref.name != "holder" and ref.alive():
             found.append(f"process {ref.name} pid {ref.pid}")
     holder = state.get("holder")
-    if holder and ProcRef(**holder).alive() and ProcRef(**holder).pid != __import__("os").getpid():
+    if holder and ProcRef(**holder).alive() and ProcRef(**holder).pid != os.getpid():
         found.append(f"supervisor pid {holder['pid']}")
+    taps = set(tap_ports(state))
     for link in state.get("links", []):
         for intf in (link[1], link[3]):
-            if Path("/sys/class/net", intf).exists():
+            if intf and Path("/sys/class/net", intf).exists():
                 found.append(f"link {intf}")
+    # A tap port lives in its host's namespace: look in every namespace a process still holds.
+    found += [f"tap {name} (in a network namespace)" for name in sorted(taps & interfaces_everywhere())]
     for sw in state.get("switches", []):
         if Path("/sys/class/net", sw).exists():
             found.append(f"switch port {sw}")
@@ -54,6 +58,29 @@ def leftovers(state: dict) -> list[str]:
     eth = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     found += [f"link {line.split()[0]}" for line in eth.splitlines() if "-eth" in line.split()[0]]
     return found
+
+
+def tap_ports(state: dict) -> list[str]:
+    """The host interfaces that are tap ports: their link has no interface at the switch end."""
+    return [i1 or i2 for _n1, i1, _n2, i2 in state.get("links", []) if not (i1 and i2)]
+
+
+def interfaces_everywhere() -> set[str]:
+    """Interface names in every network namespace some process is in (the root one included)."""
+    seen, names = set(), set()
+    for ns in Path("/proc").glob("[0-9]*/ns/net"):
+        try:
+            ino = os.stat(ns).st_ino
+        except OSError:
+            continue
+        if ino in seen:
+            continue
+        seen.add(ino)
+        res = subprocess.run(["nsenter", f"--net={ns}", "ip", "-o", "link"], capture_output=True,
+                             text=True, timeout=10)
+        names |= {line.split(":")[1].strip().split("@")[0] for line in res.stdout.splitlines()
+                  if line.count(":") >= 2}
+    return names
 
 
 @pytest.fixture(scope="module")

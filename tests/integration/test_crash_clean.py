@@ -6,7 +6,7 @@ import re
 import signal
 import time
 
-from tests.integration.conftest import leftovers, running_state, weblab
+from tests.integration.conftest import interfaces_everywhere, leftovers, running_state, tap_ports, weblab
 from weblab.core.proc import ProcRef
 
 
@@ -20,6 +20,11 @@ def test_killed_supervisor_then_clean_leaves_nothing():
         time.sleep(0.05)
     assert not holder.alive()
     assert leftovers(state), "a crashed lab must leave its processes until cleaned"
+    # Tap ports (userspace datapath): a host whose namespace still holds a daemon keeps its tap
+    # (ovs-vswitchd holds the other end) until cleaned.
+    taps = tap_ports(state)
+    if state["datapath"] == "user":
+        assert "server1-eth0" in taps and "server1-eth0" in interfaces_everywhere()
     status = weblab("status", check=False)
     assert "weblab clean" in status.stdout
     refused = weblab("up", "one-server", "--detach", check=False)
@@ -27,3 +32,4 @@ def test_killed_supervisor_then_clean_leaves_nothing():
     out = weblab("clean")
     assert re.search(rf"cleaned run {state['run_id']}", out.stdout)
     assert leftovers(state) == []
+    assert not set(taps) & interfaces_everywhere()

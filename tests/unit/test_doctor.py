@@ -220,6 +220,8 @@ def test_check_datapath_is_a_warning_when_userspace():
     assert kernel.ok and kernel.detail.startswith("datapath=kernel")
     no_module = doctor.check_datapath(DatapathFacts(False, False, False))
     assert no_module.status == "warn" and "modprobe openvswitch" in no_module.fix
+    assert no_module.detail.startswith("datapath=user (host ports are OVS tap ports with userspace TSO): ")
+    assert "veth pairs" in kernel.detail
     system = doctor.check_datapath(DatapathFacts(True, True, True, 99))
     assert system.status == "warn" and "openvswitch-switch" in system.fix
 
@@ -228,9 +230,14 @@ def test_check_datapath_is_a_warning_when_userspace():
 
 def test_qdiscs_tried_in_a_namespace_that_is_always_deleted():
     run = FakeRunner({"tc netem": (2, "Error: Specified qdisc kind is unknown.")})
-    netem, htb = doctor.check_qdiscs(root=True, run=run)
+    netem, htb, ifb = doctor.check_qdiscs(root=True, run=run)
     assert netem.status == "warn" and "delay" in netem.detail and "qdisc kind is unknown" in netem.detail
-    assert htb.ok
+    assert htb.ok and ifb.ok and ifb.name == "device ifb"
+    assert ["ip", "-n", f"weblab-doctor-{os.getpid()}", "link", "add", "weblab-ifb", "type", "ifb"] in run.calls
+    support = doctor.shaping_support(run=FakeRunner({"tc netem": (2, "unknown qdisc")}), root=True)
+    assert set(support) == {"netem", "htb", "ifb"}
+    assert not support["netem"][0] and "unknown qdisc" in support["netem"][1]
+    assert support["htb"][0] and support["ifb"][0]
     ns = f"weblab-doctor-{os.getpid()}"
     assert run.calls[0] == ["ip", "netns", "add", ns]
     assert run.calls[-1] == ["ip", "netns", "delete", ns]
@@ -254,7 +261,7 @@ def test_qdiscs_fall_back_to_modules(tmp_path):
     sys_root = _sys_tree(tmp_path)
     (sys_root / "module" / "sch_htb").mkdir()
     run = FakeRunner({"modprobe sch_netem": (1, "")})
-    netem, htb = doctor.check_qdiscs(root=False, run=run, sys_root=sys_root)
+    netem, htb, _ifb = doctor.check_qdiscs(root=False, run=run, sys_root=sys_root)
     assert netem.status == "warn" and "needs root" in netem.detail
     assert htb.ok
     assert not any("netns" in c for call in run.calls for c in call)

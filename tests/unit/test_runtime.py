@@ -179,3 +179,13 @@ def test_run_without_claims_or_with_a_wrong_run_dir_says_what_to_give(tmp_path, 
     assert "which claims? weblab run SLUG" in capsys.readouterr().err
     assert cli.main(["run", "--analyse-only", str(tmp_path)]) == 2
     assert "is not a finished run: it has no raw/ folder" in capsys.readouterr().err
+
+
+def test_status_says_which_datapath_its_ports_and_why():
+    data = {"run_id": "r1", "design": "one-server", "status": "ready", "datapath": "user",
+            "datapath_reason": "no openvswitch kernel module", "hosts": {}, "services": []}
+    first = cli.describe(RunState("r1", data)).splitlines()[0]
+    assert first.endswith("datapath user (host ports are OVS tap ports with userspace TSO): "
+                          "no openvswitch kernel module")
+    kernel = cli.describe(RunState("r1", {**data, "datapath": "kernel", "datapath_reason": "module loaded"}))
+    assert "datapath kernel (host ports are veth pairs): module loaded" in kernel
