@@ -90,7 +90,8 @@ def test_repeat_summary_and_report(tmp_path: Path, site: LocalHttpServer, capsys
                      params={"spof": {**FAST_SPOF, "url": site.url, "cases": ["one-server"]}})
     assert len(res) == 2 and res[0].run_id < res[1].run_id
     summary = json.loads((res[1].run_dir / runner.SUMMARY_FILE).read_text())
-    assert summary["agreed"] is True and summary["verdicts"] == ["supported", "supported"]
+    assert summary["agreed"] is True and summary["verdicts"] == ["supported", "supported"], \
+        [r.verdict.reasons for r in res]
     key = next(k for k in summary["values"] if k.endswith("fault_success"))
     s = summary["values"][key]
     assert s["min"] <= s["median"] <= s["max"] and s["n"] == 2
