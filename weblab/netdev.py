@@ -170,6 +170,8 @@ class TapLink(Link):
         hintf = (cls1 if host_first else cls2) or intf
         host_intf = hintf(name=name, node=host, port=p_host, link=self, mac=hmac,
                           moveIntfFn=self._ignore, **hparams)
+        if hmac:  # a veth pair is made with its MACs; a tap comes with a random one: set the design's
+            host_intf.setMAC(hmac)
         sw_intf = TapPort(name=name, node=switch, port=p_sw, link=self)
         self.intf1, self.intf2 = (host_intf, sw_intf) if host_first else (sw_intf, host_intf)
 

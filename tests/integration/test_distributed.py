@@ -73,3 +73,14 @@ def test_killed_nginx_is_marked_down_and_requests_keep_succeeding(detached_lab):
                     "--max-time 3 http://www.foobar.com/; done").stdout.split()
     assert codes == ["200"] * 20
     assert set(served_by(n=4)) == {"server1"}
+
+
+def test_every_leg_carries_the_mac_the_design_gives_it(detached_lab):
+    """The controller's proactive flows and ARP inspection know hosts by these MACs (a tap comes with a random one)."""
+    from topologies.base import mac_for
+    for host, info in detached_lab["hosts"].items():
+        links = in_host(host, "ip", "-br", "-4", "addr").stdout.split()
+        macs = in_host(host, "ip", "-br", "link").stdout.split()
+        for ip in info["ips"]:
+            intf = links[links.index(next(w for w in links if w.startswith(ip + "/"))) - 2]
+            assert macs[macs.index(intf) + 2] == mac_for(ip), f"{host} {intf}"
