@@ -109,6 +109,7 @@ class MonitoringQps(Experiment):
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         prom = lab.service("monitor", "prometheus")
+        prom.wait_targets(prom.targets_timeout)  # every exporter and load balancer scraped and up first
         o = prom.opts
         from hostapps.prometheus import ALERT, QPS_TOTAL, seconds
         cfg = {"metric": QPS_TOTAL, "alert": ALERT, "rule": f"{QPS_TOTAL} > {o['qps_alert_threshold']}",

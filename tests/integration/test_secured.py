@@ -79,9 +79,14 @@ def test_prometheus_sees_every_target_and_the_qps_of_a_known_load(detached_lab):
         res = in_host("monitor", "curl", "-s", f"{prom}/api/v1/query?query={urllib.parse.quote(expr)}")
         return json.loads(res.stdout)["data"]["result"]
 
-    health = json.loads(in_host("monitor", "curl", "-s", f"{prom}/api/v1/targets").stdout)
-    targets = health["data"]["activeTargets"]
-    assert len(targets) == 8 and all(t["health"] == "up" for t in targets)
+    deadline = time.monotonic() + 20  # Prometheus hands targets to its scrape loop every 5 s
+    while True:
+        health = json.loads(in_host("monitor", "curl", "-s", f"{prom}/api/v1/targets").stdout)
+        targets = health["data"]["activeTargets"]
+        if (len(targets) == 8 and all(t["health"] == "up" for t in targets)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(targets) == 8 and all(t["health"] == "up" for t in targets), targets
     # 40 req/s for 8 s from the client (bounded: 320 requests), against an alert threshold of 20.
     load = subprocess.Popen([*CLI, "exec", "client", "--", detached_lab["python"], "-m",
                              "experiments.tools.openloop", "--url", "https://www.foobar.com/health",
