@@ -106,3 +106,16 @@ def test_state_records_are_typed():
     assert s.links[2].node1 == "s2" and s.holder is None and s.controller is None and not s.holder_alive()
     with pytest.raises(KeyError, match="unknown host 'web9'; hosts of this lab: lb1, client"):
         s.host("web9")
+
+
+def test_init_is_never_recorded_nor_signalled(monkeypatch):
+    """killpg(1, sig) is kill(-1, sig): every process of the machine. A ProcRef never does it."""
+    import os
+    from weblab.core.proc import ProcRef, start_time
+    with pytest.raises(ValueError, match="not a process weblab may record"):
+        ProcRef.of("init", 1)
+    sent = []
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    ProcRef("init", 1, start_time(1), True).signal(15)
+    assert sent == []
