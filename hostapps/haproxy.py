@@ -61,6 +61,13 @@ class HAProxy(Service):
     def check_argv(self) -> list[str]:
         return ["haproxy", "-c", "-q", "-f", str(self.conf)]
 
+    def config_files(self) -> list[Path]:
+        return [self.conf]
+
+    def reload_effect(self) -> str:
+        return ("SIGUSR2 to HAProxy's master: it starts a new worker with the new configuration and lets "
+                "the old one finish its connections; health checks and counters start afresh")
+
     def argv(self) -> list[str]:
         return ["haproxy", "-W", "-db", "-f", str(self.conf)]
 

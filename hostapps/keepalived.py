@@ -57,7 +57,16 @@ class Keepalived(Service):
                                              check_script=str(script), **self.opts))
 
     def check_argv(self) -> list[str]:
-        return ["keepalived", f"--config-test={self.dir / 'config-test.log'}", "-f", str(self.conf)]
+        # --config-test writes what it found to a file only (it refuses /dev/stdout): show that file
+        return ["sh", "-c", 'rm -f "$1"; keepalived --config-test="$1" -f "$2"; rc=$?; cat "$1" 2>/dev/null; '
+                'exit $rc', "config-test", str(self.dir / "config-test.log"), str(self.conf)]
+
+    def config_files(self) -> list[Path]:
+        return [self.conf]
+
+    def reload_effect(self) -> str:
+        return ("SIGHUP to keepalived: it reads its configuration again; the VRRP instance keeps its "
+                "state and new priorities count from the next advertisement")
 
     def argv(self) -> list[str]:
         d = self.dir

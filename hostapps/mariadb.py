@@ -113,11 +113,20 @@ class MariaDB(Service):
 
     @property
     def socket(self) -> Path:
-        return self.dir / "mysqld.sock"
+        return self.socket_in(self.dir)
+
+    @staticmethod
+    def socket_in(directory: Path) -> Path:
+        """The local socket of a MariaDB whose run directory is `directory`."""
+        return Path(directory) / "mysqld.sock"
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "my.cnf"
 
     def render(self) -> None:
         shutil.chown(self.dir, "mysql", "mysql")
-        (self.dir / "my.cnf").write_text(render_template(
+        self.conf.write_text(render_template(
             "my.cnf.j2", host=self.host.name, dir=self.dir, datadir=self.datadir, **self.opts))
 
     def prepare(self) -> None:
@@ -127,7 +136,24 @@ class MariaDB(Service):
             subprocess.run(["chown", "-R", "mysql:mysql", str(self.datadir)], check=True, timeout=30)
 
     def argv(self) -> list[str]:
-        return ["mariadbd", f"--defaults-file={self.dir / 'my.cnf'}"]
+        return ["mariadbd", f"--defaults-file={self.conf}"]
+
+    def config_files(self) -> list[Path]:
+        return [self.conf]
+
+    def check_file_argv(self, path: Path, text_at: Path) -> list[list[str]]:
+        # the server's own option parser: an unknown option or a bad value fails, nothing starts
+        return [["mariadbd", f"--defaults-file={text_at}", "--help", "--verbose"]] if path == self.conf else []
+
+    def reload_effect(self) -> str:
+        text = "MariaDB restarts to read my.cnf: connections drop and queries fail until it answers again"
+        if self.opts["replicate_from"]:
+            return (text + "; replication stops meanwhile, then this replica reconnects to its primary and "
+                    "catches up from its GTID position (writes made meanwhile arrive late, none is lost)")
+        if self.opts["binlog"]:
+            return (text + "; writes fail meanwhile, and the replicas lose their connection, retry every "
+                    "second and catch up from their GTID position once it is back")
+        return text
 
     @property
     def log(self) -> Path:

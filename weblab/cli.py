@@ -166,7 +166,8 @@ def cmd_status(args) -> int:
     for line in links.describe(state):
         print(f"  link {line}")
     for s in state.services:
-        print(f"  {s.kind}@{s.host}: {'up' if s.alive() else 'DOWN'} (log {s.log})")
+        edited = f" [config edited: {', '.join(s.edited)}]" if s.edited else ""
+        print(f"  {s.kind}@{s.host}: {'up' if s.alive() else 'DOWN'} (log {s.log}){edited}")
     from weblab import attack, firewall
     for line in firewall.status_lines(state):
         print(f"  {line}")
@@ -408,6 +409,64 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_config(args) -> int:
+    need_root("config")
+    from weblab import control, running
+    reply = control.request(running.current(), {"op": "config", "host": args.host, "kind": args.kind})
+    if not reply["services"]:
+        print(f"{args.host} runs no service")
+    for svc in reply["services"]:
+        if not svc["files"]:
+            print(f"{svc['service']}: no config file (configured by the lab's options only)")
+        for f in svc["files"]:
+            marks = (["edited"] if f["edited"] else []) + ([f"draft kept: {f['draft']}"] if f["draft"] else [])
+            print(f"{svc['service']}: {f['path']}" + (f"  ({'; '.join(marks)})" if marks else ""))
+    return 0
+
+
+def cmd_edit(args) -> int:
+    need_root("edit")
+    from weblab import control, editor, running
+    state = running.current()
+    where = {"host": args.host, "kind": args.kind, "file": args.file}
+    editor.find()  # no editor: say so before anything is frozen or copied
+    begun = control.request(state, {"op": "edit-begin", **where})
+    draft, live = Path(begun["draft"]), Path(begun["path"])
+    if begun["kept"]:
+        print(f"editing the draft kept from your last try ({draft}); the running file is {live}", flush=True)
+    status = editor.run(draft)
+    if status != 0 or draft.read_bytes() == live.read_bytes():
+        control.request(state, {"op": "edit-abort", **where, "keep": status != 0})
+        print(f"the editor exited {status}: nothing installed; the draft is kept in {draft}" if status
+              else f"no change to {live.name}: nothing to install")
+        return 1 if status else 0
+    done = control.request(state, {"op": "install-config", **where}, timeout=120)
+    print(f"{args.kind}@{args.host}: {live.name} checked ({'; '.join(done['checked']) or 'no dry run'}) "
+          f"and installed")
+    print(f"  reload: {done['effect']}")
+    return 0
+
+
+def cmd_reload(args) -> int:
+    need_root("reload")
+    from weblab import control, running
+    done = control.request(running.current(), {"op": "reload-config", "host": args.host, "kind": args.kind},
+                           timeout=120)
+    print(f"{args.kind}@{args.host}: checked ({'; '.join(done['checked']) or 'no dry run'}) and reloaded"
+          + (f"; edited: {', '.join(done['edited'])}" if done["edited"] else ""))
+    print(f"  reload: {done['effect']}")
+    return 0
+
+
+def cmd_sql(args) -> int:
+    need_root("sql")
+    from weblab import running
+    words = args.statement[1:] if args.statement[:1] == ["--"] else args.statement
+    full = running.sql_argv(running.current(), args.host, " ".join(words) or None)
+    os.execvp(full[0], full)
+    return 127
+
+
 def cmd_run(args) -> int:
     from experiments import registry, runner
     if args.analyse_only:
@@ -530,6 +589,27 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("kind", help="the service kind, as `weblab status` lists it (nginx, haproxy, ...)")
     sv.add_argument("action", choices=("start", "stop", "restart", "reload", "kill"))
     sv.set_defaults(fn=cmd_service)
+
+    cf = sub.add_parser("config", help="the paths of the config files of a host's services")
+    cf.add_argument("host")
+    cf.add_argument("kind", nargs="?", help="one service (nginx, haproxy, dns, mariadb, ...)")
+    cf.set_defaults(fn=cmd_config)
+
+    ed = sub.add_parser("edit", help="edit a service's config, check it with the daemon, reload it")
+    ed.add_argument("host")
+    ed.add_argument("kind", help="the service kind, as `weblab status` lists it")
+    ed.add_argument("file", nargs="?", help="which of its files (default: its main one; weblab config HOST)")
+    ed.set_defaults(fn=cmd_edit)
+
+    rl = sub.add_parser("reload", help="check a service's config as it is and reload the daemon")
+    rl.add_argument("host")
+    rl.add_argument("kind")
+    rl.set_defaults(fn=cmd_reload)
+
+    sq = sub.add_parser("sql", help="MariaDB's client as root on a host's database: weblab sql HOST [SQL]")
+    sq.add_argument("host")
+    sq.add_argument("statement", nargs=argparse.REMAINDER, help="SQL to run (none: an interactive prompt)")
+    sq.set_defaults(fn=cmd_sql)
 
     ln = sub.add_parser("link", help="take the link between two nodes down or up: weblab link A B down")
     ln.add_argument("a")

@@ -79,3 +79,21 @@ def admin_socket(lb: ServiceRecord) -> Path:
     """Where an HAProxy of the lab listens for admin commands."""
     from hostapps.haproxy import HAProxy
     return HAProxy.admin_socket_in(lb.dir)
+
+
+def service_record(state: RunState, host: str, kind: str) -> ServiceRecord:
+    """The record of one service of the running lab, or an error naming the services there are."""
+    found = next((s for s in state.services if (s.host, s.kind) == (host, kind)), None)
+    if found is None:
+        have = ", ".join(f"{s.kind}@{s.host}" for s in state.services) or "none"
+        raise WeblabError(f"no service {kind} on {host}; services: {have}")
+    return found
+
+
+def sql_argv(state: RunState, host: str, statement: str | None = None) -> list[str]:
+    """The MariaDB client as root on host's own server (its socket), inside host; one statement or a
+    prompt."""
+    from hostapps.mariadb import MariaDB
+    sock = MariaDB.socket_in(service_record(state, host, "mariadb").dir)
+    argv = ["mariadb", "--no-defaults", f"--socket={sock}", "-u", "root"]
+    return host_argv(state, host, argv + (["-e", statement] if statement else []))
