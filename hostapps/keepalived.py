@@ -35,7 +35,10 @@ class Keepalived(Service):
     defaults: dict[str, Any] = {"vip": "", "prefix": 24, "interface": "", "state": "BACKUP",
                                 "priority": 100, "router_id": 51, "advert_int": 1.0, "peers": [],
                                 "src_ip": "", "check_port": HAProxy.defaults["stats_port"], "check_path": "/alive",
-                                "check_interval": 1}
+                                "check_interval": 1,
+                                # with a weight, a failing check lowers the priority by it instead
+                                # of putting the instance in FAULT (0: no weight)
+                                "track_weight": 0}
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)

@@ -67,6 +67,10 @@ def cmd_list(args) -> int:
     for slug in slugs:
         exp = registry.get(slug)
         print(f"  {slug:22} {exp.claim}: {exp.title}")
+    from topologies.scenarios import SCENARIOS
+    print("scenarios:  (sudo weblab up DESIGN --scenario NAME: the design with one fault to find)")
+    for name, sc in SCENARIOS.items():
+        print(f"  {name:22} {sc.symptom}  [{', '.join(sc.designs) if len(sc.designs) < 4 else 'every design'}]")
     return 0
 
 
@@ -90,7 +94,7 @@ def lab_kwargs(args) -> dict[str, Any]:
     cpus = {k: str(v) for k, v in parse_kv(args.cores, "--cores").items()}
     fw = None if args.firewall is None else args.firewall == "on"
     return {"design": args.design, "params": params, "cpu": cpu, "cores": cpus, "firewall": fw,
-            "datapath": args.datapath}
+            "datapath": args.datapath, "scenario": args.scenario}
 
 
 def cmd_up(args) -> int:
@@ -99,14 +103,14 @@ def cmd_up(args) -> int:
     from topologies import get
     from weblab import lock
     from weblab.lab import new_run_id, preflight
-    preflight(get(kw["design"]), kw["params"], kw["cpu"], kw["cores"])
+    preflight(get(kw["design"]), kw["params"], kw["cpu"], kw["cores"], kw["scenario"])
     if lock.is_held():
         raise WeblabError(lock.running_message(lock.read_holder()))
     if not args.detach:
         return up_interactive(kw)
     from weblab import supervisor
     run_id = new_run_id()
-    print(f"*** starting {kw['design']} (run {run_id}) ...", flush=True)
+    print(f"*** starting {kw['design']}{scenario_words(kw)} (run {run_id}) ...", flush=True)
     print(describe(supervisor.launch(kw, run_id, args.timeout)))
     print("*** try: weblab exec client -- curl -s http://www.foobar.com/   stop: sudo weblab down")
     return 0
@@ -117,7 +121,7 @@ def up_interactive(kw: dict[str, Any]) -> int:
     lab = Lab(**kw)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
-    print(f"*** starting {kw['design']} (run {lab.run_id}) ...", flush=True)
+    print(f"*** starting {kw['design']}{scenario_words(kw)} (run {lab.run_id}) ...", flush=True)
     with lab:
         print(describe(lab.state))
         print("*** type `client curl http://www.foobar.com/`, `help`, or `exit` to stop the lab")
@@ -129,6 +133,13 @@ def up_interactive(kw: dict[str, Any]) -> int:
     return 0
 
 
+def scenario_words(kw: dict[str, Any]) -> str:
+    if not kw.get("scenario"):
+        return ""
+    from topologies.scenarios import get
+    return f" with scenario {kw['scenario']} (symptom: {get(kw['scenario']).symptom})"
+
+
 def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -138,8 +149,9 @@ def describe(state) -> str:
     from weblab.core import cores
     from weblab.datapath import summary
     why = state.data.get("datapath_reason", "?")
-    lines = [f"run {state.run_id}: design {state.design} ({state.status}), "
-             f"datapath {summary(state.datapath, why) if state.datapath else None}"]
+    lines = [f"run {state.run_id}: design {state.design}"
+             + (f", scenario {state.scenario}" if state.scenario else "")
+             + f" ({state.status}), datapath {summary(state.datapath, why) if state.datapath else None}"]
     services: dict[str, list[str]] = {}
     for s in state.services:
         services.setdefault(s.host, []).append(s.kind)
@@ -566,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--firewall", choices=("on", "off"), help="override the design's firewall default")
     up.add_argument("--datapath", choices=("auto", "user", "kernel"), default="auto")
     up.add_argument("--timeout", type=positive(float), default=120, help="bound on bring-up, seconds")
+    up.add_argument("--scenario", help="start with one fault to find and fix (scenarios: weblab list)")
     up.set_defaults(fn=cmd_up)
 
     sub.add_parser("status", help="the running lab: hosts, addresses, services").set_defaults(fn=cmd_status)

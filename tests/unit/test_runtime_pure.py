@@ -76,7 +76,7 @@ def test_firewall_show_table():
 
 def _up_args(**kw):
     base = {"design": "distributed", "param": None, "cpu": None, "cores": None, "firewall": None,
-            "datapath": "auto"}
+            "datapath": "auto", "scenario": None}
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -86,7 +86,7 @@ def test_up_options_resolve_to_the_labs_keyword_arguments():
     assert kw["params"]["servers"] == 3 and kw["params"]["retries"] is False
     assert kw["params"]["algorithm"] == "roundrobin"  # defaults filled in
     assert kw["cpu"] == {"server1": 0.25} and kw["cores"] == {"server1": "1", "*": "0"}
-    assert kw["firewall"] is True
+    assert kw["firewall"] is True and kw["scenario"] is None
 
 
 @pytest.mark.parametrize("kw, error", [
