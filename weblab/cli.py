@@ -71,6 +71,15 @@ def cmd_list(args) -> int:
     print("scenarios:  (sudo weblab up DESIGN --scenario NAME: the design with one fault to find)")
     for name, sc in SCENARIOS.items():
         print(f"  {name:22} {sc.symptom}  [{', '.join(sc.designs) if len(sc.designs) < 4 else 'every design'}]")
+    from exercises import model
+    print("exercises:  (weblab check NAME grades the running lab; docs/exercises.md)")
+    for name in model.names():
+        try:
+            ex = model.load(model.HERE / f"{name}.yaml")
+        except WeblabError as e:  # one broken file must not hide the others
+            print(f"  {name:22} (cannot be used: {e})")
+            continue
+        print(f"  {ex.name:22} {ex.design}{' --scenario ' + ex.scenario if ex.scenario else ''}: {ex.title}")
     return 0
 
 
@@ -479,6 +488,30 @@ def cmd_sql(args) -> int:
     return 127
 
 
+def cmd_check(args) -> int:
+    from exercises import checker, model
+    try:
+        ex = model.load(model.find(args.exercise))
+    except model.ExerciseError as e:
+        print(f"weblab: malformed exercise: {e}", file=sys.stderr)
+        return 3
+    need_root("check")
+    from weblab import running
+    live = running.Attached(running.current())
+    why = checker.refusal(ex, live)
+    if why:
+        raise WeblabError(why)
+    print(f"exercise {ex.name}: {ex.title} ({ex.design}{', scenario ' + ex.scenario if ex.scenario else ''})",
+          flush=True)
+    results = checker.run(ex, live, say=lambda line: print(line, flush=True))
+    print(checker.summary(results))
+    if args.junit:
+        checker.write_junit(ex, results, Path(args.junit))
+    if args.csv:
+        checker.write_csv(ex, results, Path(args.csv))
+    return checker.exit_code(results)
+
+
 def cmd_run(args) -> int:
     from experiments import registry, runner
     if args.analyse_only:
@@ -623,6 +656,12 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("host")
     sq.add_argument("statement", nargs=argparse.REMAINDER, help="SQL to run (none: an interactive prompt)")
     sq.set_defaults(fn=cmd_sql)
+
+    ck = sub.add_parser("check", help="grade the running lab against an exercise: weblab check NAME|FILE")
+    ck.add_argument("exercise")
+    ck.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    ck.add_argument("--csv", metavar="FILE", help="also write the results as CSV")
+    ck.set_defaults(fn=cmd_check)
 
     ln = sub.add_parser("link", help="take the link between two nodes down or up: weblab link A B down")
     ln.add_argument("a")
