@@ -61,7 +61,7 @@ class HAProxy(Service):
                                              aead_ciphers=AEAD_CIPHERS, tls13_suites=TLS13_SUITES, **self.opts))
 
     def check_argv(self) -> list[str]:
-        return ["haproxy", "-c", "-q", "-f", str(self.conf)]
+        return ["haproxy", "-c", "-f", str(self.conf)]  # not -q: it hides the errors too
 
     def config_files(self) -> list[Path]:
         return [self.conf]

@@ -35,6 +35,8 @@ def haproxy_cfg(detached_lab):
     cfg = Path(service_info(detached_lab, "lb1", "haproxy")["dir"]) / "haproxy.cfg"
     before = cfg.read_bytes()
     yield cfg
+    import shutil
+    shutil.rmtree(cfg.parent / "drafts", ignore_errors=True)  # no draft kept for the next test
     if cfg.read_bytes() != before:  # put the design's file back for the next test
         cfg.write_bytes(before)
         weblab("reload", "lb1", "haproxy")
@@ -55,7 +57,7 @@ def test_a_draft_the_daemon_refuses_changes_nothing_and_is_kept(detached_lab, ha
     pid = service_info(detached_lab, "lb1", "haproxy")["pid"]
     res = edit("lb1", "haproxy", editor="sed -i 's/balance roundrobin/balance nonsense/'")
     assert res.returncode == 2, res.stdout + res.stderr
-    assert "`haproxy -c -q -f" in res.stderr and "refused it" in res.stderr and "nonsense" in res.stderr
+    assert "`haproxy -c -f" in res.stderr and "refused it" in res.stderr and "balance only supports" in res.stderr
     assert "the running haproxy.cfg is unchanged" in res.stderr and "draft is kept" in res.stderr
     assert haproxy_cfg.read_bytes() == before and site_answers()
     assert Path(f"/proc/{pid}").exists()  # the same HAProxy master, never signalled

@@ -209,7 +209,7 @@ def test_every_daemon_names_its_files_and_checks_a_draft_with_its_own_tool(tmp_p
     assert nginx.config_files() == [nginx.conf]
     assert nginx.check_file_argv(nginx.conf, d)[0][:5] == ["nginx", "-p", f"{tmp_path / 'n'}/", "-c", str(d)]
     hap = HAProxy(Handle(), tmp_path / "h", servers=[{"name": "s", "address": "1.2.3.4", "port": 80}])
-    assert hap.check_file_argv(hap.conf, d) == [["haproxy", "-c", "-q", "-f", str(d)]]
+    assert hap.check_file_argv(hap.conf, d) == [["haproxy", "-c", "-f", str(d)]]
     dns = Dns(Handle(), tmp_path / "d", apex="10.0.0.11")
     assert [p.name for p in dns.config_files()] == ["db.foobar.com", "named.conf"]
     assert dns.check_file_argv(dns.zonefile, d) == [["named-checkzone", "foobar.com", str(d)]]
