@@ -46,7 +46,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "${pip[@]}" --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi
-"$VENV/bin/python" -c "import mininet.net, os_ken, scapy, matplotlib, pymysql, jinja2, gunicorn, starlette, uvicorn, selenium" \
+"$VENV/bin/python" -c "import mininet.net, os_ken, scapy, matplotlib, pymysql, jinja2, gunicorn, starlette, uvicorn, selenium, yaml" \
   || { echo "install.sh: the venv cannot import its packages; remove $VENV and run again" >&2; exit 1; }
 
 # `sudo weblab ...` must find the command (sudo's PATH has /usr/local/bin).

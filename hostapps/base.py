@@ -1,6 +1,7 @@
 """The hostapp contract: one daemon in one host, with config, dry run, start, readiness and stop."""
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -80,6 +81,7 @@ class Service:
         self.opts: dict[str, Any] = {**self.defaults, **options}
         self.ref: ProcRef | None = None
         self.popen_obj: subprocess.Popen | None = None
+        self.rendered: dict[str, str] = {}  # config file name -> digest of the text weblab wrote
 
     # --- what subclasses provide -------------------------------------------------------------
     def render(self) -> None:
@@ -107,6 +109,45 @@ class Service:
     def after_ready(self) -> None:
         """Work once the daemon answers (users, schema)."""
 
+    # --- the configuration a person may change (weblab config / edit / reload) -----------------
+    def config_files(self) -> list[Path]:
+        """The rendered configuration files a person may edit, the one edited most first."""
+        return []
+
+    def check_file_argv(self, path: Path, text_at: Path) -> list[list[str]]:
+        """The dry runs that validate config file `path` if it held the text of `text_at` (a draft):
+        by default the daemon's own check with the draft in place of that file."""
+        check = self.check_argv()
+        if not check or str(path) not in check:
+            return []
+        return [[str(text_at) if a == str(path) else a for a in check]]
+
+    def apply_config(self) -> None:
+        """Make the running daemon load its configuration files as they are, the way it is done in
+        production: its reload signal to the main process, or a restart where it has none."""
+        if self.reload_signal is None:
+            self.restart()
+        else:
+            os.kill(self.ref.pid, self.reload_signal)
+
+    def edit_begins(self, path: Path) -> None:
+        """Before a draft of `path` is taken (a zone that takes dynamic updates is frozen here)."""
+
+    def edit_ends(self, path: Path) -> None:
+        """Once an edit of `path` is installed or given up."""
+
+    def reload_effect(self) -> str:
+        """What applying a new configuration does to the running daemon, for people."""
+        if self.reload_signal is None:
+            return f"{self.kind} restarts: it is unavailable until it answers again"
+        return (f"{signal.Signals(self.reload_signal).name} to {self.kind}'s main process: it reloads in "
+                "place, connections in progress are not cut")
+
+    def edited_files(self) -> list[Path]:
+        """Config files whose text is no longer what weblab rendered (weblab edit, or by hand)."""
+        return [p for p in self.config_files()
+                if p.name in self.rendered and p.exists() and digest(p) != self.rendered[p.name]]
+
     # --- the lifecycle -------------------------------------------------------------------------
     @property
     def name(self) -> str:
@@ -123,7 +164,9 @@ class Service:
     def configure(self) -> None:
         """Render and dry-run the configuration."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.render()
+        if not self.edited_files():  # an edited configuration is never rendered over
+            self.render()
+            self.rendered = {p.name: digest(p) for p in self.config_files() if p.exists()}
         check = self.check_argv()
         if check:
             res = self.host.run(check, timeout=20)
@@ -179,15 +222,15 @@ class Service:
         self.start()
 
     def reload(self) -> None:
-        """Render and dry-run the configuration again, then make the running daemon load it the way
-        it is reloaded in production (its reload signal), or restart it where it has none."""
+        """Render (unless a person edited it) and dry-run the configuration again, then make the
+        running daemon load it the way it is reloaded in production (apply_config)."""
         if not self.pid:
             raise WeblabError(f"{self.name} is not running: start it first")
         if self.reload_signal is None:
             self.restart()
             return
         self.configure()
-        os.kill(self.ref.pid, self.reload_signal)
+        self.apply_config()
 
     def _reap(self) -> None:
         if self.popen_obj is not None:
@@ -205,6 +248,11 @@ class Service:
         except subprocess.TimeoutExpired:
             return False
         return res.stdout.strip()[:1] in ("2", "3")
+
+
+def digest(path: Path) -> str:
+    """A file's content hash (is it still what was rendered?)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def tail(path: Path, lines: int = 15) -> str:

@@ -26,7 +26,9 @@ class HAProxy(Service):
     defaults: dict[str, Any] = {"bind": "*", "servers": [], "algorithm": "roundrobin", "inter": 1000,
                                 "fall": 3, "rise": 2, "retries": 3, "stats_port": 8404,
                                 "tls_cert": "", "backend_tls": False, "ca_file": "",
-                                "hsts_max_age": 0, "tls_ciphers": "aead"}
+                                "hsts_max_age": 0, "tls_ciphers": "aead", "check_path": "/health",
+                                # servers readiness does not wait for (a scenario that breaks them)
+                                "ready_without": []}
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
@@ -59,7 +61,14 @@ class HAProxy(Service):
                                              aead_ciphers=AEAD_CIPHERS, tls13_suites=TLS13_SUITES, **self.opts))
 
     def check_argv(self) -> list[str]:
-        return ["haproxy", "-c", "-q", "-f", str(self.conf)]
+        return ["haproxy", "-c", "-f", str(self.conf)]  # not -q: it hides the errors too
+
+    def config_files(self) -> list[Path]:
+        return [self.conf]
+
+    def reload_effect(self) -> str:
+        return ("SIGUSR2 to HAProxy's master: it starts a new worker with the new configuration and lets "
+                "the old one finish its connections; health checks and counters start afresh")
 
     def argv(self) -> list[str]:
         return ["haproxy", "-W", "-db", "-f", str(self.conf)]
@@ -72,7 +81,8 @@ class HAProxy(Service):
         except OSError:
             return False
         # Ready when every active (non-backup) server has passed its checks.
-        active = [s["name"] for s in self.opts["servers"] if not s.get("backup")]
+        active = [s["name"] for s in self.opts["servers"]
+                  if not s.get("backup") and s["name"] not in self.opts["ready_without"]]
         return all(states.get(name) == "UP" for name in active)
 
     def admin(self, command: str, timeout: float = 3.0) -> str:

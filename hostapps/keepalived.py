@@ -35,7 +35,10 @@ class Keepalived(Service):
     defaults: dict[str, Any] = {"vip": "", "prefix": 24, "interface": "", "state": "BACKUP",
                                 "priority": 100, "router_id": 51, "advert_int": 1.0, "peers": [],
                                 "src_ip": "", "check_port": HAProxy.defaults["stats_port"], "check_path": "/alive",
-                                "check_interval": 1}
+                                "check_interval": 1,
+                                # with a weight, a failing check lowers the priority by it instead
+                                # of putting the instance in FAULT (0: no weight)
+                                "track_weight": 0}
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
@@ -57,7 +60,16 @@ class Keepalived(Service):
                                              check_script=str(script), **self.opts))
 
     def check_argv(self) -> list[str]:
-        return ["keepalived", f"--config-test={self.dir / 'config-test.log'}", "-f", str(self.conf)]
+        # --config-test writes what it found to a file only (it refuses /dev/stdout): show that file
+        return ["sh", "-c", 'rm -f "$1"; keepalived --config-test="$1" -f "$2"; rc=$?; cat "$1" 2>/dev/null; '
+                'exit $rc', "config-test", str(self.dir / "config-test.log"), str(self.conf)]
+
+    def config_files(self) -> list[Path]:
+        return [self.conf]
+
+    def reload_effect(self) -> str:
+        return ("SIGHUP to keepalived: it reads its configuration again; the VRRP instance keeps its "
+                "state and new priorities count from the next advertisement")
 
     def argv(self) -> list[str]:
         d = self.dir

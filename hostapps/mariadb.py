@@ -104,7 +104,9 @@ class MariaDB(Service):
     stop_timeout = 15.0
     defaults = {"port": 3306, "bind": "0.0.0.0", "server_id": 1, "binlog": False,
                 "read_only": False, "flush_at_commit": 1, "replicate_from": "",
-                "semi_sync": "", "semi_sync_timeout_ms": 30000, "buffer_pool_mb": 64}
+                "semi_sync": "", "semi_sync_timeout_ms": 30000, "buffer_pool_mb": 64,
+                # ready without waiting for replication to run (a scenario that breaks it)
+                "ready_without_replication": False}
     replication_timeout = 15.0
 
     @property
@@ -113,11 +115,20 @@ class MariaDB(Service):
 
     @property
     def socket(self) -> Path:
-        return self.dir / "mysqld.sock"
+        return self.socket_in(self.dir)
+
+    @staticmethod
+    def socket_in(directory: Path) -> Path:
+        """The local socket of a MariaDB whose run directory is `directory`."""
+        return Path(directory) / "mysqld.sock"
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "my.cnf"
 
     def render(self) -> None:
         shutil.chown(self.dir, "mysql", "mysql")
-        (self.dir / "my.cnf").write_text(render_template(
+        self.conf.write_text(render_template(
             "my.cnf.j2", host=self.host.name, dir=self.dir, datadir=self.datadir, **self.opts))
 
     def prepare(self) -> None:
@@ -127,7 +138,24 @@ class MariaDB(Service):
             subprocess.run(["chown", "-R", "mysql:mysql", str(self.datadir)], check=True, timeout=30)
 
     def argv(self) -> list[str]:
-        return ["mariadbd", f"--defaults-file={self.dir / 'my.cnf'}"]
+        return ["mariadbd", f"--defaults-file={self.conf}"]
+
+    def config_files(self) -> list[Path]:
+        return [self.conf]
+
+    def check_file_argv(self, path: Path, text_at: Path) -> list[list[str]]:
+        # the server's own option parser: an unknown option or a bad value fails, nothing starts
+        return [["mariadbd", f"--defaults-file={text_at}", "--help", "--verbose"]] if path == self.conf else []
+
+    def reload_effect(self) -> str:
+        text = "MariaDB restarts to read my.cnf: connections drop and queries fail until it answers again"
+        if self.opts["replicate_from"]:
+            return (text + "; replication stops meanwhile, then this replica reconnects to its primary and "
+                    "catches up from its GTID position (writes made meanwhile arrive late, none is lost)")
+        if self.opts["binlog"]:
+            return (text + "; writes fail meanwhile, and the replicas lose their connection, retry every "
+                    "second and catch up from their GTID position once it is back")
+        return text
 
     @property
     def log(self) -> Path:
@@ -142,14 +170,30 @@ class MariaDB(Service):
         return res.returncode == 0
 
     def after_ready(self) -> None:
-        if self.opts["replicate_from"]:
-            self.start_replication(self.opts["replicate_from"])
+        primary = self.opts["replicate_from"]
+        if not primary:
+            return
+        status = self.replica_status()
+        if status:  # a restart: the server kept its primary in its datadir and resumed by itself
+            primary = status.get("Master_Host") or primary
+        else:
+            self.change_primary(primary)
+        if not self.opts["ready_without_replication"]:
+            self.wait_replicating(primary)
 
     def start_replication(self, primary: str) -> None:
         """GTID replication from primary (every copy starts from the same template: same data)."""
+        self.change_primary(primary)
+        self.wait_replicating(primary)
+
+    def change_primary(self, primary: str) -> None:
+        """Point replication at primary and start it (CHANGE MASTER TO, START SLAVE)."""
         self.sql(f"STOP SLAVE; CHANGE MASTER TO MASTER_HOST='{primary}', MASTER_PORT=3306, "
                  f"MASTER_USER='{REPLICATION.user}', MASTER_PASSWORD='{REPLICATION.password}', MASTER_USE_GTID=slave_pos, "
                  "MASTER_CONNECT_RETRY=1; START SLAVE;")
+
+    def wait_replicating(self, primary: str) -> None:
+        """Wait (bounded) until both replication threads run; an error with the last IO error."""
         deadline = time.monotonic() + self.replication_timeout
         while True:
             st = self.replica_status()

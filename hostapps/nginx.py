@@ -40,6 +40,13 @@ class Nginx(Service):
     def check_argv(self) -> list[str]:
         return [*self.base_argv(), "-t", "-q", "-g", "daemon off;"]
 
+    def config_files(self) -> list[Path]:
+        return [self.conf]
+
+    def reload_effect(self) -> str:
+        return ("SIGHUP to nginx's master: it starts new workers with the new configuration and lets "
+                "the old ones finish the requests they hold")
+
     def argv(self) -> list[str]:
         return [*self.base_argv(), "-g", "daemon off;"]
 

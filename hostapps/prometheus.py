@@ -179,9 +179,25 @@ class Prometheus(Service):
             time.sleep(0.5)
 
     # --- what experiments ask ------------------------------------------------------------------
+    def config_files(self) -> list[Path]:
+        return [self.conf, self.rules]
+
+    def check_file_argv(self, path: Path, text_at: Path) -> list[list[str]]:
+        if path == self.rules:
+            return [["promtool", "check", "rules", str(text_at)]]
+        return super().check_file_argv(path, text_at)
+
+    def reload_effect(self) -> str:
+        return ("POST /-/reload: Prometheus reads its configuration and rules again; the series it "
+                "stored are kept, and alerts are evaluated with the new rules from the next evaluation")
+
     def reload(self) -> None:
-        """Re-render and check the config from self.opts, then make the running server load it."""
+        """Re-render (unless edited) and check the config from self.opts, then make the running
+        server load it."""
         self.configure()
+        self.apply_config()
+
+    def apply_config(self) -> None:
         res = self.host.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time",
                              "5", "-X", "POST", f"{self.url}/-/reload"], timeout=8)
         if res.stdout.strip() != "200":

@@ -171,6 +171,8 @@ class LabTopo(Topo):
         self.entry: str = ""
         self.entry_address: str = ""  # set when the entry point is a virtual IP, not a host's address
         self.zone = ZONE
+        self.wait_entry = True  # the lab is ready once the client loads the site (a scenario may break it)
+        self.certs: list[Cert] = []  # certificates the run's CA issues beside those services name
         self.values = self.resolve_params(params)
         super().__init__(**self.values)
         client = {k.split("_", 1)[1]: v for k, v in self.values.items() if k in LINK_PARAMS and v is not None}

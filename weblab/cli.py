@@ -67,6 +67,19 @@ def cmd_list(args) -> int:
     for slug in slugs:
         exp = registry.get(slug)
         print(f"  {slug:22} {exp.claim}: {exp.title}")
+    from topologies.scenarios import SCENARIOS
+    print("scenarios:  (sudo weblab up DESIGN --scenario NAME: the design with one fault to find)")
+    for name, sc in SCENARIOS.items():
+        print(f"  {name:22} {sc.symptom}  [{', '.join(sc.designs) if len(sc.designs) < 4 else 'every design'}]")
+    from exercises import model
+    print("exercises:  (weblab check NAME grades the running lab; docs/exercises.md)")
+    for name in model.names():
+        try:
+            ex = model.load(model.HERE / f"{name}.yaml")
+        except WeblabError as e:  # one broken file must not hide the others
+            print(f"  {name:22} (cannot be used: {e})")
+            continue
+        print(f"  {ex.name:22} {ex.design}{' --scenario ' + ex.scenario if ex.scenario else ''}: {ex.title}")
     return 0
 
 
@@ -90,7 +103,7 @@ def lab_kwargs(args) -> dict[str, Any]:
     cpus = {k: str(v) for k, v in parse_kv(args.cores, "--cores").items()}
     fw = None if args.firewall is None else args.firewall == "on"
     return {"design": args.design, "params": params, "cpu": cpu, "cores": cpus, "firewall": fw,
-            "datapath": args.datapath}
+            "datapath": args.datapath, "scenario": args.scenario}
 
 
 def cmd_up(args) -> int:
@@ -99,14 +112,14 @@ def cmd_up(args) -> int:
     from topologies import get
     from weblab import lock
     from weblab.lab import new_run_id, preflight
-    preflight(get(kw["design"]), kw["params"], kw["cpu"], kw["cores"])
+    preflight(get(kw["design"]), kw["params"], kw["cpu"], kw["cores"], kw["scenario"])
     if lock.is_held():
         raise WeblabError(lock.running_message(lock.read_holder()))
     if not args.detach:
         return up_interactive(kw)
     from weblab import supervisor
     run_id = new_run_id()
-    print(f"*** starting {kw['design']} (run {run_id}) ...", flush=True)
+    print(f"*** starting {kw['design']}{scenario_words(kw)} (run {run_id}) ...", flush=True)
     print(describe(supervisor.launch(kw, run_id, args.timeout)))
     print("*** try: weblab exec client -- curl -s http://www.foobar.com/   stop: sudo weblab down")
     return 0
@@ -117,7 +130,7 @@ def up_interactive(kw: dict[str, Any]) -> int:
     lab = Lab(**kw)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
-    print(f"*** starting {kw['design']} (run {lab.run_id}) ...", flush=True)
+    print(f"*** starting {kw['design']}{scenario_words(kw)} (run {lab.run_id}) ...", flush=True)
     with lab:
         print(describe(lab.state))
         print("*** type `client curl http://www.foobar.com/`, `help`, or `exit` to stop the lab")
@@ -129,6 +142,13 @@ def up_interactive(kw: dict[str, Any]) -> int:
     return 0
 
 
+def scenario_words(kw: dict[str, Any]) -> str:
+    if not kw.get("scenario"):
+        return ""
+    from topologies.scenarios import get
+    return f" with scenario {kw['scenario']} (symptom: {get(kw['scenario']).symptom})"
+
+
 def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -138,8 +158,9 @@ def describe(state) -> str:
     from weblab.core import cores
     from weblab.datapath import summary
     why = state.data.get("datapath_reason", "?")
-    lines = [f"run {state.run_id}: design {state.design} ({state.status}), "
-             f"datapath {summary(state.datapath, why) if state.datapath else None}"]
+    lines = [f"run {state.run_id}: design {state.design}"
+             + (f", scenario {state.scenario}" if state.scenario else "")
+             + f" ({state.status}), datapath {summary(state.datapath, why) if state.datapath else None}"]
     services: dict[str, list[str]] = {}
     for s in state.services:
         services.setdefault(s.host, []).append(s.kind)
@@ -166,7 +187,8 @@ def cmd_status(args) -> int:
     for line in links.describe(state):
         print(f"  link {line}")
     for s in state.services:
-        print(f"  {s.kind}@{s.host}: {'up' if s.alive() else 'DOWN'} (log {s.log})")
+        edited = f" [config edited: {', '.join(s.edited)}]" if s.edited else ""
+        print(f"  {s.kind}@{s.host}: {'up' if s.alive() else 'DOWN'} (log {s.log}){edited}")
     from weblab import attack, firewall
     for line in firewall.status_lines(state):
         print(f"  {line}")
@@ -408,6 +430,88 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_config(args) -> int:
+    need_root("config")
+    from weblab import control, running
+    reply = control.request(running.current(), {"op": "config", "host": args.host, "kind": args.kind})
+    if not reply["services"]:
+        print(f"{args.host} runs no service")
+    for svc in reply["services"]:
+        if not svc["files"]:
+            print(f"{svc['service']}: no config file (configured by the lab's options only)")
+        for f in svc["files"]:
+            marks = (["edited"] if f["edited"] else []) + ([f"draft kept: {f['draft']}"] if f["draft"] else [])
+            print(f"{svc['service']}: {f['path']}" + (f"  ({'; '.join(marks)})" if marks else ""))
+    return 0
+
+
+def cmd_edit(args) -> int:
+    need_root("edit")
+    from weblab import control, editor, running
+    state = running.current()
+    where = {"host": args.host, "kind": args.kind, "file": args.file}
+    editor.find()  # no editor: say so before anything is frozen or copied
+    begun = control.request(state, {"op": "edit-begin", **where})
+    draft, live = Path(begun["draft"]), Path(begun["path"])
+    if begun["kept"]:
+        print(f"editing the draft kept from your last try ({draft}); the running file is {live}", flush=True)
+    status = editor.run(draft)
+    if status != 0 or draft.read_bytes() == live.read_bytes():
+        control.request(state, {"op": "edit-abort", **where, "keep": status != 0})
+        print(f"the editor exited {status}: nothing installed; the draft is kept in {draft}" if status
+              else f"no change to {live.name}: nothing to install")
+        return 1 if status else 0
+    done = control.request(state, {"op": "install-config", **where}, timeout=120)
+    print(f"{args.kind}@{args.host}: {live.name} checked ({'; '.join(done['checked']) or 'no dry run'}) "
+          f"and installed")
+    print(f"  reload: {done['effect']}")
+    return 0
+
+
+def cmd_reload(args) -> int:
+    need_root("reload")
+    from weblab import control, running
+    done = control.request(running.current(), {"op": "reload-config", "host": args.host, "kind": args.kind},
+                           timeout=120)
+    print(f"{args.kind}@{args.host}: checked ({'; '.join(done['checked']) or 'no dry run'}) and reloaded"
+          + (f"; edited: {', '.join(done['edited'])}" if done["edited"] else ""))
+    print(f"  reload: {done['effect']}")
+    return 0
+
+
+def cmd_sql(args) -> int:
+    need_root("sql")
+    from weblab import running
+    words = args.statement[1:] if args.statement[:1] == ["--"] else args.statement
+    full = running.sql_argv(running.current(), args.host, " ".join(words) or None)
+    os.execvp(full[0], full)
+    return 127
+
+
+def cmd_check(args) -> int:
+    from exercises import checker, model
+    try:
+        ex = model.load(model.find(args.exercise))
+    except model.ExerciseError as e:
+        print(f"weblab: malformed exercise: {e}", file=sys.stderr)
+        return 3
+    need_root("check")
+    from weblab import running
+    live = running.Attached(running.current())
+    why = checker.refusal(ex, live)
+    if why:
+        raise WeblabError(why)
+    print(f"exercise {ex.name}: {ex.title} ({ex.design}{', scenario ' + ex.scenario if ex.scenario else ''})",
+          flush=True)
+    results = checker.run(ex, live, say=lambda line: print(line, flush=True))
+    print(checker.summary(results))
+    if args.junit:
+        checker.write_junit(ex, results, Path(args.junit))
+    if args.csv:
+        checker.write_csv(ex, results, Path(args.csv))
+    return checker.exit_code(results)
+
+
 def cmd_run(args) -> int:
     from experiments import registry, runner
     if args.analyse_only:
@@ -507,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--firewall", choices=("on", "off"), help="override the design's firewall default")
     up.add_argument("--datapath", choices=("auto", "user", "kernel"), default="auto")
     up.add_argument("--timeout", type=positive(float), default=120, help="bound on bring-up, seconds")
+    up.add_argument("--scenario", help="start with one fault to find and fix (scenarios: weblab list)")
     up.set_defaults(fn=cmd_up)
 
     sub.add_parser("status", help="the running lab: hosts, addresses, services").set_defaults(fn=cmd_status)
@@ -530,6 +635,33 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("kind", help="the service kind, as `weblab status` lists it (nginx, haproxy, ...)")
     sv.add_argument("action", choices=("start", "stop", "restart", "reload", "kill"))
     sv.set_defaults(fn=cmd_service)
+
+    cf = sub.add_parser("config", help="the paths of the config files of a host's services")
+    cf.add_argument("host")
+    cf.add_argument("kind", nargs="?", help="one service (nginx, haproxy, dns, mariadb, ...)")
+    cf.set_defaults(fn=cmd_config)
+
+    ed = sub.add_parser("edit", help="edit a service's config, check it with the daemon, reload it")
+    ed.add_argument("host")
+    ed.add_argument("kind", help="the service kind, as `weblab status` lists it")
+    ed.add_argument("file", nargs="?", help="which of its files (default: its main one; weblab config HOST)")
+    ed.set_defaults(fn=cmd_edit)
+
+    rl = sub.add_parser("reload", help="check a service's config as it is and reload the daemon")
+    rl.add_argument("host")
+    rl.add_argument("kind")
+    rl.set_defaults(fn=cmd_reload)
+
+    sq = sub.add_parser("sql", help="MariaDB's client as root on a host's database: weblab sql HOST [SQL]")
+    sq.add_argument("host")
+    sq.add_argument("statement", nargs=argparse.REMAINDER, help="SQL to run (none: an interactive prompt)")
+    sq.set_defaults(fn=cmd_sql)
+
+    ck = sub.add_parser("check", help="grade the running lab against an exercise: weblab check NAME|FILE")
+    ck.add_argument("exercise")
+    ck.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    ck.add_argument("--csv", metavar="FILE", help="also write the results as CSV")
+    ck.set_defaults(fn=cmd_check)
 
     ln = sub.add_parser("link", help="take the link between two nodes down or up: weblab link A B down")
     ln.add_argument("a")

@@ -9,6 +9,13 @@ Every lab serves it while it runs (detached supervisor, interactive CLI, `weblab
                                                          its output goes to <run dir>/spawned/N.log
   {"op": "stop-process", "pid": P}                       a process spawned through this socket
   {"op": "link", "a": A, "b": B, "state": "up"|"down"}  both ends of the link between A and B
+  {"op": "config", "host": H[, "kind": K]}              the config files of H's services (or of one)
+  {"op": "edit-begin", "host": H, "kind": K[, "file": F]}  a draft of F (default: the main file) to
+                                                         edit: a fresh copy, or the one a failed try kept
+  {"op": "edit-abort", "host": H, "kind": K[, "file": F][, "keep": true]}  give the edit up
+  {"op": "install-config", "host": H, "kind": K[, "file": F]}  the daemon's dry run on the draft; if it
+                                                         passes, install it and reload the daemon
+  {"op": "reload-config", "host": H, "kind": K}         dry run of the files as they are, then reload
 
 Every reply has "ok", and "error" when ok is false. The operations are the Lab's own methods, the
 ones `weblab run` calls in-process, so both paths do the same thing.
@@ -71,9 +78,12 @@ class ControlServer:
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         op = req.get("op")
         fn = {"status": self._status, "service": self._service, "spawn": self._spawn,
-              "stop-process": self._stop_process, "link": self._link}.get(op)
+              "stop-process": self._stop_process, "link": self._link, "config": self._config,
+              "edit-begin": self._edit_begin, "edit-abort": self._edit_abort,
+              "install-config": self._install_config, "reload-config": self._reload_config}.get(op)
         if fn is None:
-            return {"ok": False, "error": f"unknown op {op!r}; ops: status, service, spawn, stop-process, link"}
+            return {"ok": False, "error": f"unknown op {op!r}; ops: status, service, spawn, stop-process, link, "
+                                          f"config, edit-begin, edit-abort, install-config, reload-config"}
         try:
             with self.lock:
                 return {"ok": True, **fn(req)}
@@ -94,8 +104,60 @@ class ControlServer:
         if action not in SERVICE_ACTIONS:
             raise WeblabError(f"action {action!r}: use one of {', '.join(SERVICE_ACTIONS)}")
         svc = self.lab.service(req["host"], req["kind"])
-        getattr(svc, action)()
+        try:
+            getattr(svc, action)()
+        finally:
+            self._record(req["host"], req["kind"], svc)
         return {"pid": svc.pid}
+
+    def _record(self, host: str, kind: str, svc: Any, edited: list[str] | None = None) -> None:
+        """The run's state follows a service's new process and edited files (what status shows)."""
+        state = getattr(self.lab, "state", None)  # a test double of the lab may keep none
+        if state is None:
+            return
+        state.update_service(host, kind, getattr(svc, "ref", None))
+        if edited:
+            state.mark_edited(host, kind, edited)
+
+    # --- configuration a person changes (hostapps.editing) --------------------------------------
+    def _config(self, req: dict[str, Any]) -> dict[str, Any]:
+        from hostapps import editing
+        host = req["host"]
+        if req.get("kind"):
+            kinds = [req["kind"]]
+        else:
+            self.lab.handle(host)  # an unknown host is an error naming the hosts
+            kinds = [k for h, k in self.lab.services() if h == host]
+        return {"services": [editing.describe(self.lab.service(host, k)) for k in kinds]}
+
+    def _edit_begin(self, req: dict[str, Any]) -> dict[str, Any]:
+        from hostapps import editing
+        return editing.begin(self.lab.service(req["host"], req["kind"]), req.get("file"))
+
+    def _edit_abort(self, req: dict[str, Any]) -> dict[str, Any]:
+        from hostapps import editing
+        return editing.abort(self.lab.service(req["host"], req["kind"]), req.get("file"),
+                             keep=bool(req.get("keep", True)))
+
+    def _install_config(self, req: dict[str, Any]) -> dict[str, Any]:
+        from hostapps import editing
+        svc = self.lab.service(req["host"], req["kind"])
+        try:
+            done = editing.install(svc, req.get("file"))
+        finally:
+            self._record(req["host"], req["kind"], svc)
+        self._record(req["host"], req["kind"], svc, [p.name for p in svc.edited_files()])
+        return done
+
+    def _reload_config(self, req: dict[str, Any]) -> dict[str, Any]:
+        from hostapps import editing
+        svc = self.lab.service(req["host"], req["kind"])
+        try:
+            done = editing.reload(svc)
+        finally:
+            self._record(req["host"], req["kind"], svc)
+        self._record(req["host"], req["kind"], svc, done["edited"])
+        return done
 
     def _spawn(self, req: dict[str, Any]) -> dict[str, Any]:
         host, argv, name = req["host"], req["argv"], req.get("name") or "process"

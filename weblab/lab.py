@@ -32,16 +32,29 @@ def new_run_id() -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+def build_topo(design_cls, values: dict[str, Any], scenario: str | None = None):
+    """The design's graph and declarations, with the scenario's fault if one is named."""
+    from topologies import scenarios
+    topo = design_cls(**values)
+    if scenario:
+        try:
+            scenarios.get(scenario).apply(topo)
+        except ValueError as e:
+            raise WeblabError(str(e)) from None
+    return topo
+
+
 def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None = None,
-              cpus: dict[str, str] | None = None) -> dict[str, Any]:
-    """Everything checkable before anything is started: root, binaries, parameters, lock, leftovers."""
+              cpus: dict[str, str] | None = None, scenario: str | None = None) -> dict[str, Any]:
+    """Everything checkable before anything is started: root, binaries, parameters, scenario, lock,
+    leftovers."""
     if os.geteuid() != 0:
         raise WeblabError("weblab needs root to build networks: run it with sudo")
     try:
         values = design_cls.resolve_params(params)
     except ValueError as e:
         raise WeblabError(str(e)) from None
-    topo = design_cls(**values)
+    topo = build_topo(design_cls, values, scenario)
     try:
         topo.check_services()
     except ValueError as e:
@@ -73,7 +86,8 @@ class Lab:
 
     def __init__(self, design: str, params: dict[str, Any] | None = None, run_id: str | None = None,
                  datapath: str = "auto", cpu: dict[str, float] | None = None, firewall: bool | None = None,
-                 lock: LabLock | None = None, cores: dict[str, str] | None = None):
+                 lock: LabLock | None = None, cores: dict[str, str] | None = None,
+                 scenario: str | None = None):
         from topologies import get
         try:
             self.design_cls = get(design)
@@ -84,6 +98,7 @@ class Lab:
         self.cpu = dict(cpu or {})
         self.cores = {h: str(c) for h, c in (cores or {}).items()}  # host (or "*") -> CPU list
         self.firewall_override = firewall
+        self.scenario = scenario or ""
         self.requested_datapath = datapath
         self.run_id = run_id or new_run_id()
         self.run_dir = paths.run_dir(self.run_id)
@@ -116,7 +131,7 @@ class Lab:
 
     def start(self) -> "Lab":
         """Bring the lab up; on any failure tear down what was started and re-raise."""
-        values = preflight(self.design_cls, self.params, self.cpu, self.cores)
+        values = preflight(self.design_cls, self.params, self.cpu, self.cores, self.scenario)
         self.params = values
         if self.owns_lock:
             self.lock.acquire(self.run_id, self.design)
@@ -138,11 +153,11 @@ class Lab:
 
         setLogLevel(os.environ.get("WEBLAB_MININET_LOG", "warning"))
         datapath, why = choose_datapath(self.requested_datapath)
-        self.state.set(design=self.design, params=values, cpu=self.cpu, cores=self.cores,
+        self.state.set(design=self.design, scenario=self.scenario, params=values, cpu=self.cpu, cores=self.cores,
                        datapath=datapath, datapath_reason=why, created=time.time(),
                        holder=ProcRef.of("holder", os.getpid(), group=False).to_dict(),
                        python=sys.executable, repo=str(paths.REPO))
-        self.topo = self.design_cls(**values)
+        self.topo = build_topo(self.design_cls, values, self.scenario)
         if self.firewall_override is not None:
             self.topo.firewall = self.firewall_override
 
@@ -239,6 +254,8 @@ class Lab:
         if self.topo.pki:
             from weblab.pki import LabCA
             self.ca = LabCA(self.run_dir / "pki", self.run_id).create()
+            for cert in self.topo.certs:  # no service names them (yet): a scenario's spare
+                self.ca.issue(cert.name, list(cert.dns_names))
         for h in self.net.hosts:
             handle = self.handle(h.name)
             if handle.cores:  # the host's shell too: what Mininet's CLI runs there stays on its CPUs
@@ -361,7 +378,7 @@ class Lab:
     def _wait_entry(self) -> None:
         """The lab is ready when the client reaches the site by name, through DNS and the network."""
         probe = next((h for h in ("client",) if h in self.hosts()), None)
-        if probe is None:
+        if probe is None or not self.topo.wait_entry:  # a scenario that breaks the way in
             return
         scheme = "https" if self.ca is not None else "http"
         url = f"{scheme}://www.{self.topo.zone}/health"

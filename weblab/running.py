@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 from weblab.core import paths
@@ -79,3 +80,62 @@ def admin_socket(lb: ServiceRecord) -> Path:
     """Where an HAProxy of the lab listens for admin commands."""
     from hostapps.haproxy import HAProxy
     return HAProxy.admin_socket_in(lb.dir)
+
+
+def service_record(state: RunState, host: str, kind: str) -> ServiceRecord:
+    """The record of one service of the running lab, or an error naming the services there are."""
+    found = next((s for s in state.services if (s.host, s.kind) == (host, kind)), None)
+    if found is None:
+        have = ", ".join(f"{s.kind}@{s.host}" for s in state.services) or "none"
+        raise WeblabError(f"no service {kind} on {host}; services: {have}")
+    return found
+
+
+def sql_argv(state: RunState, host: str, statement: str | None = None) -> list[str]:
+    """The MariaDB client as root on host's own server (its socket), inside host; one statement or a
+    prompt."""
+    from hostapps.mariadb import MariaDB
+    sock = MariaDB.socket_in(service_record(state, host, "mariadb").dir)
+    argv = ["mariadb", "--no-defaults", f"--socket={sock}", "-u", "root"]
+    return host_argv(state, host, argv + (["-e", statement] if statement else []))
+
+
+class Attached:
+    """The running lab as exercise checks see it, from another process: its hosts, commands run in
+    them, its services' folders, and service actions through the lab's control socket."""
+
+    def __init__(self, state: RunState):
+        self.state = state
+        self.design = state.design
+        self.scenario = state.scenario
+        self.params = state.params
+
+    def hosts(self) -> list[str]:
+        return list(self.state.hosts)
+
+    def ip(self, host: str) -> str:
+        try:
+            return self.state.host(host).ips[0]
+        except KeyError as e:
+            raise WeblabError(e.args[0]) from None
+
+    def exec(self, host: str, argv: list[str], timeout: float = 30,
+             input: str | None = None) -> subprocess.CompletedProcess:
+        """Run argv inside host and wait (bounded); never raises on a non-zero exit."""
+        return subprocess.run(host_argv(self.state, host, argv), capture_output=True, text=True,
+                              timeout=timeout, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+
+    def popen(self, host: str, argv: list[str], **kw) -> subprocess.Popen:
+        """Start argv inside host in its own process group (the caller stops it)."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.Popen(host_argv(self.state, host, argv), start_new_session=True, **kw)
+
+    def service_dir(self, host: str, kind: str) -> Path:
+        """The run folder of a service (its config, sockets, logs)."""
+        return service_record(self.state, host, kind).dir
+
+    def service_action(self, host: str, kind: str, action: str) -> None:
+        """start | stop | restart | reload | kill a service, through the lab that holds it."""
+        from weblab import control
+        control.request(self.state, {"op": "service", "host": host, "kind": kind, "action": action})

@@ -38,7 +38,7 @@ def test_zone_has_apex_a_and_www_cname(dns):
 
 def test_named_conf_is_authoritative_only(dns):
     conf = dns.conf.read_text()
-    assert "recursion no;" in conf and f'file "{dns.zonefile}"' in conf and "controls { };" in conf
+    assert "recursion no;" in conf and f'file "{dns.zonefile}"' in conf and 'controls {' in conf and '"weblab-rndc"' in conf
 
 
 @pytest.mark.skipif(shutil.which("named-checkzone") is None, reason="needs named-checkzone (bind9-utils)")

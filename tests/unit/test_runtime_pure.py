@@ -76,7 +76,7 @@ def test_firewall_show_table():
 
 def _up_args(**kw):
     base = {"design": "distributed", "param": None, "cpu": None, "cores": None, "firewall": None,
-            "datapath": "auto"}
+            "datapath": "auto", "scenario": None}
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -86,7 +86,7 @@ def test_up_options_resolve_to_the_labs_keyword_arguments():
     assert kw["params"]["servers"] == 3 and kw["params"]["retries"] is False
     assert kw["params"]["algorithm"] == "roundrobin"  # defaults filled in
     assert kw["cpu"] == {"server1": 0.25} and kw["cores"] == {"server1": "1", "*": "0"}
-    assert kw["firewall"] is True
+    assert kw["firewall"] is True and kw["scenario"] is None
 
 
 @pytest.mark.parametrize("kw, error", [
@@ -106,3 +106,16 @@ def test_state_records_are_typed():
     assert s.links[2].node1 == "s2" and s.holder is None and s.controller is None and not s.holder_alive()
     with pytest.raises(KeyError, match="unknown host 'web9'; hosts of this lab: lb1, client"):
         s.host("web9")
+
+
+def test_init_is_never_recorded_nor_signalled(monkeypatch):
+    """killpg(1, sig) is kill(-1, sig): every process of the machine. A ProcRef never does it."""
+    import os
+    from weblab.core.proc import ProcRef, start_time
+    with pytest.raises(ValueError, match="not a process weblab may record"):
+        ProcRef.of("init", 1)
+    sent = []
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    ProcRef("init", 1, start_time(1), True).signal(15)
+    assert sent == []

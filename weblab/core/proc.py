@@ -45,7 +45,10 @@ class ProcRef:
 
     @classmethod
     def of(cls, name: str, pid: int, group: bool = True, host: str = "") -> "ProcRef":
-        """Record a process that is running now."""
+        """Record a process that is running now (never init: signalling its "group" would be
+        kill(-1), every process of the machine)."""
+        if pid <= 1:
+            raise ValueError(f"{name}: pid {pid} is not a process weblab may record")
         st = start_time(pid)
         if st is None:
             raise ProcessLookupError(f"{name}: process {pid} exited before it could be recorded")
@@ -57,7 +60,7 @@ class ProcRef:
 
     def signal(self, sig: int) -> None:
         """Send sig to the process (or its group) if it is still ours."""
-        if start_time(self.pid) != self.start:
+        if self.pid <= 1 or start_time(self.pid) != self.start:  # killpg(1) is kill(-1): everything
             return
         try:
             if self.group:

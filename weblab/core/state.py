@@ -37,6 +37,7 @@ class ServiceRecord:
     dir: Path
     log: Path
     proc: ProcRef | None
+    edited: tuple[str, ...] = ()  # config files a person changed (weblab edit / reload)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.alive()
@@ -114,8 +115,24 @@ class RunState:
         self.add("processes", ref.to_dict())
 
     def add_service(self, host: str, kind: str, directory: Path, log: Path, ref: ProcRef | None) -> None:
-        self.add("services", {"host": host, "kind": kind, "dir": str(directory), "log": str(log),
-                              **(ref.to_dict() if ref else {})})
+        self.add("services", {**(ref.to_dict() if ref else {}), "host": host, "kind": kind,
+                              "dir": str(directory), "log": str(log)})
+
+    def update_service(self, host: str, kind: str, ref: ProcRef | None) -> None:
+        """A service's process changed (started again, restarted): what status and clean read."""
+        with self._lock:
+            for s in self.data.get("services") or []:
+                if (s["host"], s["kind"]) == (host, kind) and ref is not None:
+                    s.update(pid=ref.pid, start=ref.start, group=ref.group)
+            self.save()
+
+    def mark_edited(self, host: str, kind: str, files: list[str]) -> None:
+        """Record that these config files of a service were changed by a person (weblab status)."""
+        with self._lock:
+            for s in self.data.get("services") or []:
+                if (s["host"], s["kind"]) == (host, kind):
+                    s["edited"] = sorted(set(s.get("edited", [])) | set(files))
+            self.save()
 
     def add_cgroup(self, path: Path | str) -> None:
         if str(path) not in self.data.setdefault("cgroups", []):
@@ -134,6 +151,11 @@ class RunState:
     @property
     def design(self) -> str:
         return self.data.get("design", "")
+
+    @property
+    def scenario(self) -> str:
+        """The scenario the lab was started with ("" for the design as it is)."""
+        return self.data.get("scenario") or ""
 
     @property
     def status(self) -> str:
@@ -190,7 +212,8 @@ class RunState:
         for s in self.data.get("services") or []:
             ref = ProcRef(s["kind"], s["pid"], s["start"], s.get("group", True), s.get("host", "")) \
                 if s.get("pid") else None
-            out.append(ServiceRecord(s["host"], s["kind"], Path(s["dir"]), Path(s["log"]), ref))
+            out.append(ServiceRecord(s["host"], s["kind"], Path(s["dir"]), Path(s["log"]), ref,
+                                     tuple(s.get("edited", ()))))
         return out
 
     @property
