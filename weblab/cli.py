@@ -119,7 +119,7 @@ def cmd_up(args) -> int:
         return up_interactive(kw)
     from weblab import supervisor
     run_id = new_run_id()
-    print(f"*** starting {kw['design']}{scenario_words(kw)} (run {run_id}) ...", flush=True)
+    print(f"*** starting {kw['design']}{scenario_words(kw)} (lab {run_id}) ...", flush=True)
     print(describe(supervisor.launch(kw, run_id, args.timeout)))
     print("*** try: weblab exec client -- curl -s http://www.foobar.com/   stop: sudo weblab down")
     return 0
@@ -130,7 +130,7 @@ def up_interactive(kw: dict[str, Any]) -> int:
     lab = Lab(**kw)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
-    print(f"*** starting {kw['design']}{scenario_words(kw)} (run {lab.run_id}) ...", flush=True)
+    print(f"*** starting {kw['design']}{scenario_words(kw)} (lab {lab.run_id}) ...", flush=True)
     with lab:
         print(describe(lab.state))
         print("*** type `client curl http://www.foobar.com/`, `help`, or `exit` to stop the lab")
@@ -158,7 +158,7 @@ def describe(state) -> str:
     from weblab.core import cores
     from weblab.datapath import summary
     why = state.data.get("datapath_reason", "?")
-    lines = [f"run {state.run_id}: design {state.design}"
+    lines = [f"lab {state.run_id}: design {state.design}"
              + (f", scenario {state.scenario}" if state.scenario else "")
              + f" ({state.status}), datapath {summary(state.datapath, why) if state.datapath else None}"]
     services: dict[str, list[str]] = {}
@@ -221,11 +221,12 @@ def cmd_down(args) -> int:
             return cmd_clean(args)
         print("no lab is running")
         return 0
-    print(f"*** stopping {state.design} (run {state.run_id}) ...", flush=True)
     from weblab import attack
     for name in attack.stop_all(state):  # an attack undoes itself (ARP caches, sysctls) while the lab is up
-        print(f"*** stopped {name}")
-    running.stop(state, args.timeout)
+        print(f"*** stopped {name}", flush=True)
+    # said once the holder has the request: from then on the teardown goes on even if this command dies
+    running.stop(state, args.timeout,
+                 signalled=lambda: print(f"*** stopping {state.design} (lab {state.run_id}) ...", flush=True))
     print("*** stopped; nothing left behind")
     return 0
 
@@ -238,7 +239,7 @@ def cmd_clean(args) -> int:
         print("nothing to clean")
     status = 0
     for run_id, leftovers, kept in done:
-        print(f"cleaned run {run_id}" + (f"; its logs are kept in {kept}" if kept else ""))
+        print(f"cleaned lab {run_id}" + (f"; its logs are kept in {kept}" if kept else ""))
         for item in leftovers:
             print(f"  could not remove: {item}")
             status = 1
@@ -625,8 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--timeout", type=positive(float), default=60)
     down.set_defaults(fn=cmd_down)
 
-    cl = sub.add_parser("clean", help="remove what a crashed run left (by its run id only)")
-    cl.add_argument("run_id", nargs="?")
+    cl = sub.add_parser("clean", help="remove what a crashed lab left (by its lab id only)")
+    cl.add_argument("run_id", nargs="?", metavar="LAB_ID")
     cl.add_argument("--force", action="store_true", help="also stop a live but stuck supervisor")
     cl.set_defaults(fn=cmd_clean)
 

@@ -197,7 +197,7 @@ def request(state: RunState, obj: dict[str, Any], timeout: float = 60.0) -> dict
     """One request to a running lab's control socket; a refusal or no answer is a WeblabError."""
     sock = state.control_socket
     if sock is None or not sock.exists():
-        raise WeblabError(f"run {state.run_id} has no control socket (it is still starting, or it was "
+        raise WeblabError(f"lab {state.run_id} has no control socket (it is still starting, or it was "
                           f"started by an older weblab)")
     try:
         reply = jsonline.request(str(sock), obj, timeout=timeout)

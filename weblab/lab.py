@@ -76,7 +76,7 @@ def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None =
                           f"{design_cls.design})")
     leftovers = clean.crashed_runs()
     if leftovers:
-        raise WeblabError(f"run {leftovers[0]} did not shut down cleanly; remove what it left with: "
+        raise WeblabError(f"lab {leftovers[0]} did not shut down cleanly; remove what it left with: "
                           f"sudo weblab clean")
     return values
 
