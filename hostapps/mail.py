@@ -103,7 +103,7 @@ class Mail(Service):
         for f in self.config_files():
             shutil.copyfile(text_at if f == path else f, draft / f.name)
         return [["sh", "-c", 'sed -i "s|^config_directory = .*|config_directory = $0|" "$0/main.cf" && '
-                 'postconf -c "$0" -n >/dev/null && postfix -c "$0" check', str(draft)]]
+                 'postfix -c "$0" check', str(draft)]]
 
     def prepare(self) -> None:
         (self.dir / "queue").mkdir(exist_ok=True)  # root's; postfix check made its subdirectories
@@ -147,16 +147,7 @@ class Mail(Service):
         if user not in self.opts["mailboxes"]:
             raise WeblabError(f"{user}@{self.opts['domain']} has no mailbox here; mailboxes: "
                               f"{', '.join(self.opts['mailboxes'])}")
-        parser = email.parser.BytesHeaderParser(policy=email.policy.default)
-        out = []
-        for sub in ("new", "cur"):
-            for path in sorted((self.maildir(user) / sub).glob("*")):
-                msg = parser.parsebytes(path.read_bytes())
-                out.append({"file": str(path), "folder": sub, "mtime": path.stat().st_mtime,
-                            "message_id": str(msg.get("Message-ID", "")), "from": str(msg.get("From", "")),
-                            "to": str(msg.get("To", "")), "subject": str(msg.get("Subject", "")),
-                            "date": str(msg.get("Date", "")), "received": [str(r) for r in msg.get_all("Received", [])]})
-        return sorted(out, key=lambda m: m["mtime"])
+        return read_maildir(self.maildir(user))
 
     def find(self, user: str, message_id: str) -> dict[str, Any] | None:
         """The message with this Message-ID in user's mailbox, if delivered."""
@@ -167,6 +158,20 @@ class Mail(Service):
         """postqueue -p: what is waiting in the queue (deferred mail)."""
         res = self.host.run(["postqueue", "-c", str(self.etc), "-p"], timeout=10)
         return (res.stdout + res.stderr).strip()
+
+
+def read_maildir(maildir: Path) -> list[dict[str, Any]]:
+    """Every message of a Maildir (new and cur), oldest first: its file, main headers, delivery time."""
+    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+    out = []
+    for sub in ("new", "cur"):
+        for path in sorted((Path(maildir) / sub).glob("*")):
+            msg = parser.parsebytes(path.read_bytes())
+            out.append({"file": str(path), "folder": sub, "mtime": path.stat().st_mtime,
+                        "message_id": str(msg.get("Message-ID", "")).strip(), "from": str(msg.get("From", "")),
+                        "to": str(msg.get("To", "")), "subject": str(msg.get("Subject", "")),
+                        "date": str(msg.get("Date", "")), "received": [str(r) for r in msg.get_all("Received", [])]})
+    return sorted(out, key=lambda m: m["mtime"])
 
 
 def group_alive(pgid: int) -> bool:
