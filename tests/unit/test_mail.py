@@ -324,3 +324,32 @@ def test_cases_follow_the_design_parameter():
         ("no-mx", "one-server", {"params": {"mail": True, "mail_mx": False}})]
     with pytest.raises(ValueError, match="no mail host"):
         exp.all_cases(exp.params({"design": "nowhere"}))
+
+
+# --- weblab mail: bad input before any lab is asked ------------------------------------------------------
+@pytest.mark.parametrize("argv, words", [
+    (["mail", "send", "--to", "admin", "--subject", "x"], "is not an address"),
+    (["mail", "send", "--to", "admin@foobar.com", "--subject", "x", "--from", "me"], "is not an address"),
+])
+def test_mail_send_refuses_bad_addresses_with_one_line(argv, words, capsys, monkeypatch):
+    from weblab import cli
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # the address is checked before root is asked for
+    assert cli.main(argv) != 0
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_mailbox_names_and_domains_are_checked():
+    from weblab import mail
+
+    class Lab:
+        def hosts(self):
+            return ["client", "mail"]
+
+        def service_dir(self, host, kind):
+            return Path("/nonexistent")
+    with pytest.raises(WeblabError, match="no mailbox 'bob'"):
+        mail.mailbox(Lab(), "bob")
+    with pytest.raises(WeblabError, match="@foobar.com only"):
+        mail.mailbox(Lab(), "admin@example.org")
+    assert mail.mailbox(Lab(), "admin@foobar.com") == (Path("/nonexistent/mailboxes/foobar.com/admin"), [])
