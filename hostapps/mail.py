@@ -84,11 +84,16 @@ class Mail(Service):
             hostname=self.hostname, uid=owner.pw_uid, gid=owner.pw_gid, **self.installed()))
         self.master_cf.write_text(render_template("postfix-master.cf.j2", port=o["port"]))
         # address -> Maildir (relative to virtual_mailbox_base; the trailing slash means Maildir)
-        (self.etc / "mailboxes.map").write_text("".join(
+        self.mailbox_map.write_text("".join(
             f"{u}@{o['domain']} {o['domain']}/{u}/\n" for u in o["mailboxes"]))
 
+    @property
+    def mailbox_map(self) -> Path:
+        """address -> Maildir: who has a mailbox (Postfix refuses every other recipient at RCPT TO)."""
+        return self.etc / "mailboxes.map"
+
     def config_files(self) -> list[Path]:
-        return [self.main_cf, self.master_cf]
+        return [self.main_cf, self.mailbox_map, self.master_cf]
 
     def check_argv(self) -> list[str]:
         # also creates the queue's subdirectories with Postfix's own owners and modes (post-install)
@@ -144,9 +149,10 @@ class Mail(Service):
     # --- the mailboxes -----------------------------------------------------------------------------
     def messages(self, user: str) -> list[dict[str, Any]]:
         """Every message in user's Maildir (new and cur), oldest first: file, headers, delivery time."""
-        if user not in self.opts["mailboxes"]:
-            raise WeblabError(f"{user}@{self.opts['domain']} has no mailbox here; mailboxes: "
-                              f"{', '.join(self.opts['mailboxes'])}")
+        known = mailbox_users(self.mailbox_map, self.opts["domain"]) if self.mailbox_map.exists() \
+            else list(self.opts["mailboxes"])
+        if user not in known:
+            raise WeblabError(f"{user}@{self.opts['domain']} has no mailbox here; mailboxes: {', '.join(known)}")
         return read_maildir(self.maildir(user))
 
     def find(self, user: str, message_id: str) -> dict[str, Any] | None:
@@ -158,6 +164,16 @@ class Mail(Service):
         """postqueue -p: what is waiting in the queue (deferred mail)."""
         res = self.host.run(["postqueue", "-c", str(self.etc), "-p"], timeout=10)
         return (res.stdout + res.stderr).strip()
+
+
+def mailbox_users(mailbox_map: Path, domain: str) -> list[str]:
+    """The local parts that have a mailbox at domain, as the mailbox table (as edited) lists them."""
+    users = []
+    for line in Path(mailbox_map).read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        if words and words[0].lower().endswith("@" + domain.lower()):
+            users.append(words[0].rsplit("@", 1)[0])
+    return users
 
 
 def read_maildir(maildir: Path) -> list[dict[str, Any]]:

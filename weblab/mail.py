@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hostapps.mail import Mail, read_maildir
+from hostapps.mail import Mail, mailbox_users, read_maildir
 from topologies.base import MAIL, ZONE
 from weblab.core.errors import WeblabError
 
@@ -58,13 +58,15 @@ def mailbox(lab: Any, user: str) -> tuple[Path, list[dict[str, Any]]]:
         user, domain = user.split("@", 1)
         if domain != ZONE:
             raise WeblabError(f"the lab's mail host keeps mail for @{ZONE} only, not @{domain}")
-    known = Mail.defaults["mailboxes"]
-    if user not in known:
-        raise WeblabError(f"no mailbox {user!r} at {ZONE}; the mail host has: {', '.join(known)}")
     if MAIL not in lab.hosts():
         raise WeblabError(f"this lab has no mail host (designs other than one-server have one; one-server "
                           f"with --param mail=true)")
-    maildir = lab.service_dir(MAIL, "mail") / "mailboxes" / ZONE / user
+    folder = lab.service_dir(MAIL, "mail")
+    table = folder / "etc" / "mailboxes.map"  # as rendered, or as a person edited it
+    known = mailbox_users(table, ZONE) if table.exists() else list(Mail.defaults["mailboxes"])
+    if user not in known:
+        raise WeblabError(f"no mailbox {user!r} at {ZONE}; the mail host has: {', '.join(known)}")
+    maildir = folder / "mailboxes" / ZONE / user
     if not maildir.exists():
         return maildir, []  # Postfix creates it with the first message
     return maildir, read_maildir(maildir)
