@@ -55,7 +55,8 @@ class MailMx(Experiment):
               "entry point)", cases=("no-mx",)),
         Check("attempt_failed", "==", True, "the attempt failed there (no SMTP greeting: no MTA)",
               cases=("no-mx",)),
-        Check("message_in_mailbox", "==", False, "the message reached the mail host anyway", cases=("no-mx",)),
+        Check("mailbox_without_message", "==", True, "the mail host's Maildir does not hold the message (nothing "
+              "took the MX's place)", cases=("no-mx",)),
     )
     figures = {
         "mx.mx_exchange": Figure("the MX answer's exchange", abs_tol=0),
@@ -178,7 +179,7 @@ class MailMx(Experiment):
                       "attempt_to_a_record": bool(first_try) and first_try.server in apex and first_try.server == entry,
                       "attempt_outcome": first_try.outcome() if first_try else "no attempt",
                       "attempt_failed": bool(first_try) and not first_try.greeted(),
-                      "mail_host": hosts["mail"]})
+                      "mailbox_without_message": delivery["found"] is None, "mail_host": hosts["mail"]})
             rows += [[a.frame, f"DNS {a.qtype} {a.qname}", "; ".join(f"{n} {t} {v}" for n, t, v in a.records)
                       or f"(no records, rcode {a.rcode})"] for a in answers if a.qname == domain]
             for s in sessions:
