@@ -167,6 +167,9 @@ class MailMx(Experiment):
                       "relay_reply": reply, "relay_refused": reply[:1] == "5",
                       "delivery_s": round(delivery["delivered_at"] - delivery["sent_at"], 3)
                       if delivery["found"] else None})
+            rows += [[a.frame, f"DNS {a.qtype} {a.qname}", "; ".join(f"{n} {t} {v}" for n, t, v in a.records)
+                      or f"(no records, rcode {a.rcode})"] for a in answers
+                     if (a.qname, a.qtype) in ((domain, "MX"), (exchange, "A"))][:2]
             for s in (deliver, relay):
                 if s is not None:
                     rows += [[f, s.label(d), text[:90]] for f, d, text in s.lines if not s.in_data(f)]
