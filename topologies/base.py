@@ -324,9 +324,21 @@ class LabTopo(Topo):
         return waves
 
     def add_dns(self, host: str, **extra: Any) -> None:
-        """The lab's authoritative DNS on host: apex -> entry point, www CNAME apex."""
+        """The lab's authoritative DNS on host: apex -> entry point, www CNAME apex; with a mail host, the
+        zone's MX names it (unless `mail_mx` is off) and SPF says only the MX sends for the domain."""
+        if MAIL in self.hosts():
+            if self.values.get("mail_mx", True):
+                extra.setdefault("mx", [[10, MAIL]])
+            extra.setdefault("apex_txt", ["v=spf1 mx -all"])
         self.add_service(host, "dns", zone=self.zone, apex=self.entry_address or Ref(self.entry),
                          cnames={"www": f"{self.zone}."}, a_records=HostTable(), **extra)
+
+    def add_mail(self, switch: str, net: "Subnet") -> None:
+        """The domain's mail host on the client-facing network (net): Postfix for @zone, and SMTP to it
+        admitted from that network only. Call it before add_dns (the zone's MX names it)."""
+        self.add_node(MAIL, MAIL, switch, net.ip(MAIL_HOST))
+        self.add_service(MAIL, "mail", domain=self.zone, hostname=f"{MAIL}.{self.zone}", port=SMTP_PORT)
+        self.rules.append(RuleSpec("mail-smtp", str(net.net), MAIL, "tcp", SMTP_PORT))
 
     def service_spec(self, host: str, kind: str) -> ServiceSpec | None:
         """The declaration of a kind of service on host, if the design has one."""
@@ -371,6 +383,19 @@ class LabTopo(Topo):
         return {"firewall": bool(self.firewall), "arp_inspection": bool(self.arp_inspection), "hosts": hosts,
                 "switches": [{"dpid": dpid_of(s), "name": s} for s in self.switches()],
                 "rules": rules}
+
+
+MAIL = "mail"
+SMTP_PORT = 25  # where other MTAs deliver (RFC 5321): the design's, not a choice of the daemon
+MAIL_HOST = 25  # the mail host's number on the client-facing network (below every server range there)
+
+
+def mail_params(default: bool) -> dict[str, Param]:
+    """`--param mail=...`: the domain's mail host; `mail_mx=false` leaves the MX record out of the zone."""
+    return {"mail": Param(default, "a mail host (Postfix) for @foobar.com, named by the zone's MX record",
+                          kind=bool),
+            "mail_mx": Param(True, "publish the MX record (false: senders fall back to the domain's A "
+                             "record, RFC 5321 5.1)", kind=bool)}
 
 
 ATTACKER = "attacker"

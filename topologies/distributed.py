@@ -3,8 +3,9 @@
     client --+                          +-- server1 (nginx, app, MariaDB primary)
              |                          |
     dns -----s1 (front) --- lb1 --- s2 (back) -- server2 (nginx, app, MariaDB replica)
-      \\_______________________________/ |
-       (dns has a leg on both networks)  +-- server3 (with --param servers=3)
+      \\______|________________________/ |
+       (dns has| a leg on both networks)  +-- server3 (with --param servers=3)
+    mail ----+   (Postfix, the MX of foobar.com: on the client's network only)
 
 Client traffic crosses lb1's front link, backend traffic its back link: each can be captured alone.
 `--param attacker=front` adds an attacker host on the client network, `attacker=back` a rogue host
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from topologies.base import (ATTACKER, ATTACKER_HOST, SERVER_COUNTS, LabTopo, Param, Ref, RuleSpec, Subnet,
-                             attacker_param, footprint)
+                             attacker_param, footprint, mail_params)
 
 FRONT, BACK = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
 
@@ -35,6 +36,7 @@ class Distributed(LabTopo):
         "check_fall": Param(3, "failed checks before a server is DOWN", kind=int),
         "check_rise": Param(2, "passed checks before a server is UP again", kind=int),
         "attacker": attacker_param(),
+        **mail_params(True),
     }
 
     def build(self, **p: Any) -> None:
@@ -50,6 +52,8 @@ class Distributed(LabTopo):
         for i, name in enumerate(self.web, start=1):
             self.add_node(name, "web", s2, BACK.ip(10 + i))
         self.entry = "lb1"
+        if p["mail"]:
+            self.add_mail(s1, FRONT)
         self.add_extra_hosts(s1, s2)
         if p["attacker"] != "none":  # known to the firewall as a host, allowed nothing but ARP, ICMP, DNS
             switch, net = {"front": (s1, FRONT), "back": (s2, BACK)}[p["attacker"]]

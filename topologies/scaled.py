@@ -3,6 +3,7 @@ database tiers, each on its own hosts so each scales and fails on its own.
 
                             VIP 10.0.0.9 (VRRP)
     client --s1 (front)-- lb1, lb2 (HAProxy + keepalived) --s2 (back)-- web1..N (nginx)
+    mail ---+ (Postfix: MX of foobar.com)
                                                                     +-- app1..M (gunicorn)
                                                                     +-- db1 (primary), db2 (replica)
                                                                     +-- monitor (Prometheus, failover manager)
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from topologies.base import (ATTACKER, ATTACKER_HOST, SERVER_COUNTS, Cert, LabTopo, Param, Ref, RuleSpec,
-                             attacker_param, footprint, https_params, tls_hardening)
+                             attacker_param, footprint, https_params, mail_params, tls_hardening)
 from topologies.distributed import BACK, FRONT
 from topologies.secured import add_monitoring
 
@@ -43,6 +44,7 @@ class Scaled(LabTopo):
         "qps_alert": Param(50.0, "QPS above which the HighQPS alert fires", kind=float),
         "attacker": attacker_param(),
         **https_params(),
+        **mail_params(True),
     }
 
     def build(self, **p: Any) -> None:
@@ -66,6 +68,8 @@ class Scaled(LabTopo):
         self.add_node("db1", "db", s2, BACK.ip(DB_BASE + 1))
         self.add_node("db2", "db", s2, BACK.ip(DB_BASE + 2))
         self.add_node("monitor", "monitor", s2, BACK.ip(50))
+        if p["mail"]:
+            self.add_mail(s1, FRONT)
         if p["attacker"] != "none":
             switch, net = {"front": (s1, FRONT), "back": (s2, BACK)}[p["attacker"]]
             self.add_node(ATTACKER, ATTACKER, switch, net.ip(ATTACKER_HOST))

@@ -489,6 +489,24 @@ def cmd_sql(args) -> int:
     return 127
 
 
+def cmd_mail(args) -> int:
+    from weblab import mail
+    if args.action == "send":
+        mail.check_address(args.to, "--to")  # before anything is asked of a lab
+        mail.check_address(args.sender, "--from")
+    need_root("mail")
+    from weblab import running
+    live = running.Attached(running.current())
+    if args.action == "send":
+        sent = mail.send(live, args.to, args.subject, args.body, args.sender, args.server)
+        print(sent.transcript.rstrip())
+        print(f"*** Message-ID {sent.message_id}: " + ("accepted" if sent.returncode == 0 else
+                                                        f"not delivered (swaks exit {sent.returncode})"))
+        return 0 if sent.returncode == 0 else 1
+    print(mail.format_messages(*mail.mailbox(live, args.user)))
+    return 0
+
+
 def cmd_check(args) -> int:
     from exercises import checker, model
     try:
@@ -657,6 +675,19 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("host")
     sq.add_argument("statement", nargs=argparse.REMAINDER, help="SQL to run (none: an interactive prompt)")
     sq.set_defaults(fn=cmd_sql)
+
+    ml = sub.add_parser("mail", help="send mail from the client (swaks, MX lookup) or show a mailbox: "
+                        "weblab mail send --to admin@foobar.com --subject S | weblab mail show admin")
+    mls = ml.add_subparsers(dest="action", required=True)
+    mlsend = mls.add_parser("send", help="swaks on the client host; it resolves the MX itself")
+    mlsend.add_argument("--to", required=True, help="recipient, e.g. admin@foobar.com")
+    mlsend.add_argument("--subject", required=True)
+    mlsend.add_argument("--body", default="")
+    mlsend.add_argument("--from", dest="sender", default="student@client.example")
+    mlsend.add_argument("--server", default=None, help="deliver to this host instead of the MX (e.g. to test relaying)")
+    mlshow = mls.add_parser("show", help="the messages in a mailbox of the lab's mail host")
+    mlshow.add_argument("user", help="mailbox, e.g. admin")
+    ml.set_defaults(fn=cmd_mail)
 
     ck = sub.add_parser("check", help="grade the running lab against an exercise: weblab check NAME|FILE")
     ck.add_argument("exercise")
