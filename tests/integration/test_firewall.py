@@ -19,9 +19,9 @@ def can_connect(src: str, ip: str, port: int, source_port: int | None = None) ->
 
 def show() -> dict[str, int]:
     out = weblab("firewall", "show").stdout
-    rows = [l.split() for l in out.splitlines()[2:] if l and not l.startswith("(")]
-    # rule rows end in packets and bytes; the ARP inspection lines after the table do not
-    return {r[0]: int(r[-2]) for r in rows if len(r) >= 3 and r[-2].isdigit() and r[-1].isdigit()}
+    lines = out.splitlines()[2:]  # the rules' rows end with the default deny; ARP inspection's lines follow
+    rows = [l.split() for l in lines[:next(i for i, l in enumerate(lines) if l.startswith("(default deny)"))]]
+    return {r[0]: int(r[-2]) for r in rows}
 
 
 def test_allowed_paths_work_and_others_get_no_answer(detached_lab):
