@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import (ATTACKER, ATTACKER_HOST, SERVER_COUNTS, LabTopo, Param, Ref, RuleSpec, Subnet,
-                             attacker_param, footprint)
+from topologies.base import (ATTACKER, ATTACKER_HOST, MAX_SERVERS, SERVER_COUNTS, SPARE_ROLE, LabTopo, Param, Ref,
+                             RuleSpec, Subnet, attacker_param, footprint, spare_param)
 
 FRONT, BACK = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
 
@@ -35,6 +35,7 @@ class Distributed(LabTopo):
         "check_fall": Param(3, "failed checks before a server is DOWN", kind=int),
         "check_rise": Param(2, "passed checks before a server is UP again", kind=int),
         "attacker": attacker_param(),
+        "spare": spare_param(),
     }
 
     def build(self, **p: Any) -> None:
@@ -49,6 +50,12 @@ class Distributed(LabTopo):
         self.web = [f"server{i}" for i in range(1, p["servers"] + 1)]
         for i, name in enumerate(self.web, start=1):
             self.add_node(name, "web", s2, BACK.ip(10 + i))
+        if len(self.web) + p["spare"] > MAX_SERVERS:
+            raise ValueError(f"{self.design}: servers + spare must be <= {MAX_SERVERS}")
+        # Spares: built now, services stopped, known to the firewall; `weblab lb add` starts them.
+        self.spares = [f"server{i}" for i in range(len(self.web) + 1, len(self.web) + p["spare"] + 1)]
+        for i, name in enumerate(self.spares, start=len(self.web) + 1):
+            self.add_node(name, SPARE_ROLE, s2, BACK.ip(10 + i))
         self.entry = "lb1"
         self.add_extra_hosts(s1, s2)
         if p["attacker"] != "none":  # known to the firewall as a host, allowed nothing but ARP, ICMP, DNS
@@ -76,6 +83,13 @@ class Distributed(LabTopo):
                          after=[f"{k}@{n}" for n in self.web for k in ("webapp", "nginx")],
                          **self.lb_options())
         self.add_extra_services()
+        for i, name in enumerate(self.spares, start=len(self.web) + 1):  # as the servers, but standby
+            self.add_service(name, "mariadb", server_id=i, binlog=True, read_only=True, standby=True,
+                             buffer_pool_mb=lean["buffer_pool_mb"], replicate_from=Ref(primary),
+                             after=[f"mariadb@{primary}"])
+            self.add_service(name, "webapp", server_name=name, db_write=Ref(primary), workers=lean["app_workers"],
+                             standby=True)
+            self.add_service(name, "nginx", server_name=name, standby=True, **self.nginx_options(name))
 
         self.rules += [
             RuleSpec("lb-http", "any", "lb1", "tcp", 80),
