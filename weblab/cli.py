@@ -188,7 +188,9 @@ def cmd_status(args) -> int:
         print(f"  link {line}")
     for s in state.services:
         edited = f" [config edited: {', '.join(s.edited)}]" if s.edited else ""
-        print(f"  {s.kind}@{s.host}: {'up' if s.alive() else 'DOWN'} (log {s.log}){edited}")
+        spare = not s.alive() and state.hosts.get(s.host) is not None and state.hosts[s.host].role == "spare"
+        shown = "up" if s.alive() else (f"stopped (a spare: weblab lb add {s.host})" if spare else "DOWN")
+        print(f"  {s.kind}@{s.host}: {shown} (log {s.log}){edited}")
     from weblab import attack, firewall
     for line in firewall.status_lines(state):
         print(f"  {line}")
