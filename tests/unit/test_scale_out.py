@@ -212,3 +212,33 @@ def test_a_started_service_may_not_wait_for_a_standby_one():
     d.add_service("server1", "nginx_exporter", after=["nginx@server3"])
     with pytest.raises(ValueError, match="standby"):
         d.check_services()
+
+
+def test_closedloop_keeps_its_connections_busy_and_stops_on_sigterm(tmp_path):
+    import csv
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from experiments.testing import LocalHttpServer
+    srv = LocalHttpServer(name="web-x").start()
+    out = tmp_path / "c.csv"
+    tool = Path(__file__).resolve().parents[2] / "experiments/tools/closedloop.py"
+    proc = subprocess.Popen([sys.executable, str(tool), "--url", srv.url, "--connections", "3", "--duration", "30",
+                             "--out", str(out)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 60):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        srv.stop()
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == FIELDS and len(rows) >= 60
+    assert {r["conn"] for r in rows} == {"0", "1", "2"}
+    assert all(r["ok"] == "1" and r["served_by"] == "web-x" for r in rows)
+    assert '"connections": 3' in proc.stdout.read()
