@@ -70,7 +70,10 @@ class ScaleOut(Experiment):
     title = "Servers can be added to the pool without downtime"
     statement = "Servers can be added to the load balancer's pool as traffic grows, without downtime."
     design = "distributed"
-    defaults = {"work_ms": 10, "cpu": 0.1, "connections": 24, "timeout": 10.0, "check_inter": 250,
+    # 12 connections keep every server's CPU quota busy (one request in flight already does) while a health
+    # check waits behind at most ~6 requests: with 24 connections and 250 ms checks, HAProxy's checks timed out
+    # on the saturated servers and it marked both DOWN (a second of 503s before any change was made)
+    defaults = {"work_ms": 10, "cpu": 0.1, "connections": 12, "timeout": 10.0, "check_inter": 1000,
                 "warmup_s": 2.0, "before_s": 5.0, "settle_s": 1.0, "after_s": 6.0, "removed_s": 3.0,
                 "ready_timeout": 20.0, "drain_timeout": 15.0, "ratio": 1.4}
     checks = (
