@@ -65,6 +65,7 @@ class ServiceSpec:
     kind: str
     options: dict[str, Any] = field(default_factory=dict)
     after: tuple[str, ...] = ()
+    standby: bool = False  # a spare host's service: configured at `up`, started by `weblab lb add`
 
     @property
     def name(self) -> str:
@@ -126,6 +127,15 @@ class Subnet:
 
 MAX_SERVERS = 16
 SERVER_COUNTS = tuple(range(1, MAX_SERVERS + 1))  # what `servers`, `web` and `app` may be
+
+
+SPARE_ROLE = "spare"  # a host built at `up` with its services stopped, for `weblab lb add`
+
+
+def spare_param() -> Param:
+    """`--param spare=N`: hosts built at `up`, services stopped, that `weblab lb add` puts in rotation."""
+    return Param(0, "spare servers built at up with their services stopped, for `weblab lb add` "
+                 f"(0..{MAX_SERVERS - 1})", tuple(range(MAX_SERVERS)), int)
 
 
 def footprint(servers: int) -> dict[str, int]:
@@ -286,10 +296,12 @@ class LabTopo(Topo):
                     return str(mine["ip"].ip)
         raise ValueError(f"{host} and {peer} share no network")
 
-    def add_service(self, host: str, kind: str, after: tuple[str, ...] | list[str] = (), **options: Any) -> None:
-        """Declare a service that starts once every service named in `after` ("kind@host") is ready;
-        teardown stops services in the reverse of declaration order."""
-        self.services.append(ServiceSpec(host, kind, options, tuple(after)))
+    def add_service(self, host: str, kind: str, after: tuple[str, ...] | list[str] = (), standby: bool = False,
+                    **options: Any) -> None:
+        """Declare a service that starts once every service named in `after` ("kind@host") is ready
+        (standby: not at `up`; a spare's service, started when the spare joins the pool); teardown stops
+        services in the reverse of declaration order."""
+        self.services.append(ServiceSpec(host, kind, options, tuple(after), standby))
 
     def check_services(self) -> None:
         """Every `after` names a declared service, and no service waits for itself through others."""
@@ -303,6 +315,11 @@ class LabTopo(Topo):
             if unknown:
                 raise ValueError(f"{self.design}: {name} waits for {', '.join(sorted(unknown))}, "
                                  f"which the design does not declare")
+        standby = {s.name for s in self.services if s.standby}
+        for s in self.services:
+            if not s.standby and set(s.after) & standby:
+                raise ValueError(f"{self.design}: {s.name} waits for standby service(s) "
+                                 f"{', '.join(sorted(set(s.after) & standby))}, which `up` does not start")
         done: set[str] = set()
         while len(done) < len(deps):
             ready = {n for n, w in deps.items() if n not in done and w <= done}

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import (ATTACKER, ATTACKER_HOST, SERVER_COUNTS, LabTopo, Param, Ref, RuleSpec, Subnet,
-                             attacker_param, footprint, mail_params)
+from topologies.base import (ATTACKER, ATTACKER_HOST, MAX_SERVERS, SERVER_COUNTS, SPARE_ROLE, LabTopo, Param, Ref,
+                             RuleSpec, Subnet, attacker_param, footprint, mail_params, spare_param)
 
 FRONT, BACK = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
 
@@ -37,6 +37,7 @@ class Distributed(LabTopo):
         "check_rise": Param(2, "passed checks before a server is UP again", kind=int),
         "attacker": attacker_param(),
         **mail_params(True),
+        "spare": spare_param(),
     }
 
     def build(self, **p: Any) -> None:
@@ -51,6 +52,12 @@ class Distributed(LabTopo):
         self.web = [f"server{i}" for i in range(1, p["servers"] + 1)]
         for i, name in enumerate(self.web, start=1):
             self.add_node(name, "web", s2, BACK.ip(10 + i))
+        if len(self.web) + p["spare"] > MAX_SERVERS:
+            raise ValueError(f"{self.design}: servers + spare must be <= {MAX_SERVERS}")
+        # Spares: built now, services stopped, known to the firewall; `weblab lb add` starts them.
+        self.spares = [f"server{i}" for i in range(len(self.web) + 1, len(self.web) + p["spare"] + 1)]
+        for i, name in enumerate(self.spares, start=len(self.web) + 1):
+            self.add_node(name, SPARE_ROLE, s2, BACK.ip(10 + i))
         self.entry = "lb1"
         if p["mail"]:
             self.add_mail(s1, FRONT)
@@ -80,6 +87,13 @@ class Distributed(LabTopo):
                          after=[f"{k}@{n}" for n in self.web for k in ("webapp", "nginx")],
                          **self.lb_options())
         self.add_extra_services()
+        for i, name in enumerate(self.spares, start=len(self.web) + 1):  # as the servers, but standby
+            self.add_service(name, "mariadb", server_id=i, binlog=True, read_only=True, standby=True,
+                             buffer_pool_mb=lean["buffer_pool_mb"], replicate_from=Ref(primary),
+                             after=[f"mariadb@{primary}"])
+            self.add_service(name, "webapp", server_name=name, db_write=Ref(primary), workers=lean["app_workers"],
+                             standby=True)
+            self.add_service(name, "nginx", server_name=name, standby=True, **self.nginx_options(name))
 
         self.rules += [
             RuleSpec("lb-http", "any", "lb1", "tcp", 80),

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import (ATTACKER, ATTACKER_HOST, SERVER_COUNTS, Cert, LabTopo, Param, Ref, RuleSpec,
-                             attacker_param, footprint, https_params, mail_params, tls_hardening)
+from topologies.base import (ATTACKER, ATTACKER_HOST, MAX_SERVERS, SERVER_COUNTS, SPARE_ROLE, Cert, LabTopo, Param,
+                             Ref, RuleSpec, attacker_param, footprint, https_params, mail_params, spare_param,
+                             tls_hardening)
 from topologies.distributed import BACK, FRONT
 from topologies.secured import add_monitoring
 
@@ -43,6 +44,7 @@ class Scaled(LabTopo):
         "monitoring": Param(True, "Prometheus on monitor + exporters on every server", kind=bool),
         "qps_alert": Param(50.0, "QPS above which the HighQPS alert fires", kind=float),
         "attacker": attacker_param(),
+        "spare": spare_param(),
         **https_params(),
         **mail_params(True),
     }
@@ -63,6 +65,11 @@ class Scaled(LabTopo):
         app = [f"app{i}" for i in range(1, p["app"] + 1)]
         for i, name in enumerate(web, start=1):
             self.add_node(name, "web", s2, BACK.ip(WEB_BASE + i))
+        if p["web"] + p["spare"] > MAX_SERVERS:  # spares take the web addresses after the web servers'
+            raise ValueError(f"{self.design}: web + spare must be <= {MAX_SERVERS}")
+        spares = [f"web{i}" for i in range(p["web"] + 1, p["web"] + p["spare"] + 1)]
+        for i, name in enumerate(spares, start=p["web"] + 1):
+            self.add_node(name, SPARE_ROLE, s2, BACK.ip(WEB_BASE + i))
         for i, name in enumerate(app, start=1):
             self.add_node(name, "app", s2, BACK.ip(APP_BASE + i))
         self.add_node("db1", "db", s2, BACK.ip(DB_BASE + 1))
@@ -88,6 +95,9 @@ class Scaled(LabTopo):
         for name in web:
             self.add_service(name, "nginx", server_name=name, app=[f"{BACK.ip(APP_BASE + i)}:{APP_PORT}"
                                                                    for i in range(1, len(app) + 1)])
+        for name in spares:  # a spare web server: configured now, started by `weblab lb add`
+            self.add_service(name, "nginx", server_name=name, standby=True,
+                             app=[f"{BACK.ip(APP_BASE + i)}:{APP_PORT}" for i in range(1, len(app) + 1)])
         servers = [{"name": n, "address": Ref(n), "port": 80, "backup": False} for n in web]
         for i, lb in enumerate(lbs):
             self.add_service(lb, "haproxy", algorithm=p["algorithm"], inter=p["check_inter"],

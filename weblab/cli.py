@@ -188,7 +188,9 @@ def cmd_status(args) -> int:
         print(f"  link {line}")
     for s in state.services:
         edited = f" [config edited: {', '.join(s.edited)}]" if s.edited else ""
-        print(f"  {s.kind}@{s.host}: {'up' if s.alive() else 'DOWN'} (log {s.log}){edited}")
+        spare = not s.alive() and state.hosts.get(s.host) is not None and state.hosts[s.host].role == "spare"
+        shown = "up" if s.alive() else (f"stopped (a spare: weblab lb add {s.host})" if spare else "DOWN")
+        print(f"  {s.kind}@{s.host}: {shown} (log {s.log}){edited}")
     from weblab import attack, firewall
     for line in firewall.status_lines(state):
         print(f"  {line}")
@@ -391,6 +393,13 @@ def cmd_lb(args) -> int:
         return 0
     if not args.server:
         raise WeblabError(f"weblab lb {args.action} SERVER (servers: weblab lb show)")
+    if args.action in ("add", "remove"):  # every load balancer of the design, through the lab itself
+        from weblab import control
+        reply = control.request(running.current(), {"op": f"lb-{args.action}", "server": args.server}, timeout=90)
+        steps = ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in reply["steps"].items())
+        print(f"{args.server}: {'added to' if args.action == 'add' else 'removed from'} the pool of "
+              f"{', '.join(reply['load_balancers'])} ({steps}; firewall rules: {', '.join(reply['rules']) or 'none'})")
+        return 0
     set_server_state(sock, args.server, args.action)
     print(f"{args.server}: {args.action} on {lb.host}")
     return 0
@@ -752,8 +761,9 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--duration", type=float, help="seconds (default 300, at most 600)")
     att.set_defaults(fn=cmd_attack)
 
-    lbp = sub.add_parser("lb", help="the load balancer's backends: show, or drain|ready|maint SERVER")
-    lbp.add_argument("action", choices=("show", "drain", "ready", "maint"))
+    lbp = sub.add_parser("lb", help="the load balancer's backends: show, drain|ready|maint SERVER, or "
+                                    "add|remove SERVER (a spare, on every load balancer)")
+    lbp.add_argument("action", choices=("show", "drain", "ready", "maint", "add", "remove"))
     lbp.add_argument("server", nargs="?")
     lbp.add_argument("--lb", help="which load balancer host (default: the first)")
     lbp.set_defaults(fn=cmd_lb)

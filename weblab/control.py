@@ -16,6 +16,9 @@ Every lab serves it while it runs (detached supervisor, interactive CLI, `weblab
   {"op": "install-config", "host": H, "kind": K[, "file": F]}  the daemon's dry run on the draft; if it
                                                          passes, install it and reload the daemon
   {"op": "reload-config", "host": H, "kind": K}         dry run of the files as they are, then reload
+  {"op": "lb-add", "server": S}                          a spare host joins every load balancer's pool:
+                                                         firewall rules, its services, HAProxy runtime API
+  {"op": "lb-remove", "server": S}                       drain it everywhere, delete it, stop its services
 
 Every reply has "ok", and "error" when ok is false. The operations are the Lab's own methods, the
 ones `weblab run` calls in-process, so both paths do the same thing.
@@ -80,10 +83,12 @@ class ControlServer:
         fn = {"status": self._status, "service": self._service, "spawn": self._spawn,
               "stop-process": self._stop_process, "link": self._link, "config": self._config,
               "edit-begin": self._edit_begin, "edit-abort": self._edit_abort,
-              "install-config": self._install_config, "reload-config": self._reload_config}.get(op)
+              "install-config": self._install_config, "reload-config": self._reload_config,
+              "lb-add": self._lb_add, "lb-remove": self._lb_remove}.get(op)
         if fn is None:
             return {"ok": False, "error": f"unknown op {op!r}; ops: status, service, spawn, stop-process, link, "
-                                          f"config, edit-begin, edit-abort, install-config, reload-config"}
+                                          f"config, edit-begin, edit-abort, install-config, reload-config, "
+                                          f"lb-add, lb-remove"}
         try:
             with self.lock:
                 return {"ok": True, **fn(req)}
@@ -184,6 +189,14 @@ class ControlServer:
         except subprocess.TimeoutExpired:
             pass
         return {"pid": pid, "alive": ref.alive()}
+
+    def _lb_add(self, req: dict[str, Any]) -> dict[str, Any]:
+        from hostapps import pool
+        return pool.add(self.lab, str(req["server"]), on_service=self._record)
+
+    def _lb_remove(self, req: dict[str, Any]) -> dict[str, Any]:
+        from hostapps import pool
+        return pool.remove(self.lab, str(req["server"]), on_service=self._record)
 
     def _link(self, req: dict[str, Any]) -> dict[str, Any]:
         state = req["state"]
