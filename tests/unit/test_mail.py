@@ -175,7 +175,7 @@ def dns_frames(qtype: str, qname: str, answers: list) -> list[bytes]:
     rrs = [DNSRRMX(rrname=n, preference=int(v.split()[0]), exchange=v.split()[1], ttl=60) if t == "MX"
            else DNSRR(rrname=n, type=t, rdata=v, ttl=60) for n, t, v in answers]
     q = DNS(id=9, rd=1, qd=DNSQR(qname=qname, qtype=qtype))
-    r = DNS(id=9, qr=1, aa=1, rd=1, qd=DNSQR(qname=qname, qtype=qtype), an=rrs or None)
+    r = DNS(id=9, qr=1, aa=1, rd=1, qd=DNSQR(qname=qname, qtype=qtype), an=rrs or [])
     return [bytes(Ether() / IP(src=CLIENT, dst=DNS_IP) / UDP(sport=41000, dport=53) / q),
             bytes(Ether() / IP(src=DNS_IP, dst=CLIENT) / UDP(sport=53, dport=41000) / r)]
 
