@@ -13,7 +13,7 @@ demo: install       ## the main job: every claim on real labs, then the report (
 	$(PY) -m weblab report && exit $$status
 
 test: install       ## unit tests, then integration tests on real labs (root)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=30 tests
 
 unit: install
 	$(PY) -m pytest -q tests/unit

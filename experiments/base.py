@@ -15,6 +15,14 @@ RUN_INFO = "run.json"      # raw/run.json: slug, effective parameters, the cases
 ERROR_FILE = "error.txt"   # raw/<case>/error.txt: why a case produced no (complete) data
 
 
+def _word(text: str) -> Any:
+    """One item of a comma list: a number or true/false where it parses as one, else the text."""
+    try:
+        return json.loads(text.strip())
+    except ValueError:
+        return text.strip()
+
+
 @dataclass(frozen=True)
 class Case:
     """One lab an experiment measures: a design (half of a contrast claim) with its lab parameters."""
@@ -53,7 +61,24 @@ class Experiment:
         unknown = set(overrides or {}) - set(base)
         if unknown:
             raise ValueError(f"{self.slug}: unknown parameter(s) {sorted(unknown)}; known: {sorted(base)}")
-        return {**base, **(overrides or {})}
+        return {**base, **{k: self._coerce(k, base[k], v) for k, v in (overrides or {}).items()}}
+
+    def _coerce(self, name: str, default: Any, value: Any) -> Any:
+        """A value given on the command line in the default's shape: `servers=1,2,4` for a list; a word
+        where a number (or true/false) belongs is an error naming the parameter and an example."""
+        if isinstance(default, list) and not isinstance(value, list):
+            value = [_word(w) for w in value.split(",")] if isinstance(value, str) else [value]
+        example = f"example: --param {name}={','.join(map(str, default)) if isinstance(default, list) else default}"
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{self.slug}: parameter {name} takes true or false, not {value!r}")
+        elif isinstance(default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{self.slug}: parameter {name} takes a number, not {value!r} ({example})")
+        elif isinstance(default, list) and default and all(isinstance(d, (int, float)) for d in default):
+            if not value or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+                raise ValueError(f"{self.slug}: parameter {name} takes numbers, not {value!r} ({example})")
+        return value
 
     def lab_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """Lab parameters for the default case (e.g. CPU limits)."""

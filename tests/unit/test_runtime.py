@@ -117,6 +117,22 @@ def test_run_checks_every_claims_parameters_before_anything_starts(run_root, mon
     assert not out.exists()
 
 
+def test_claim_parameters_take_the_defaults_shape(run_root, monkeypatch, capsys, tmp_path):
+    from experiments import registry
+    c3 = registry.get("cannot-scale")
+    assert c3.params({"servers": "1,2,4,8"})["servers"] == [1, 2, 4, 8]   # as typed: --param servers=1,2,4,8
+    assert c3.params({"servers": 2})["servers"] == [2]
+    assert c3.params({"servers": [1, 2]})["servers"] == [1, 2]
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    out = tmp_path / "results"
+    for bad, words in (("servers=1,two", "takes numbers"), ("work_ms=fast", "takes a number"),
+                       ("cpu=true", "takes a number")):
+        assert cli.main(["run", "cannot-scale", "--param", bad, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and words in err and bad.split("=")[0] in err, err
+    assert not out.exists()
+
+
 def test_cpu_lists_parse_like_the_kernels():
     from weblab.core.cores import parse_cpulist
     assert parse_cpulist("1") == [1] and parse_cpulist("0-2") == [0, 1, 2] and parse_cpulist("3,0-1") == [0, 1, 3]
