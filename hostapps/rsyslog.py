@@ -44,12 +44,12 @@ class Rsyslog(Service):
 
     def render(self) -> None:
         o = self.opts
+        (self.dir / "work").mkdir(exist_ok=True)  # before the dry run, which checks it exists
         self.conf.write_text(render_template("rsyslog.conf.j2", host=self.host.name, dir=self.dir,
                                              work=self.dir / "work", address=o["address"], port=o["port"],
                                              file=self.collected))
 
     def prepare(self) -> None:
-        (self.dir / "work").mkdir(exist_ok=True)
         self.collected.touch()  # mtail tails it from the start, before the first message
 
     def check_argv(self) -> list[str]:
@@ -62,5 +62,6 @@ class Rsyslog(Service):
         return [self.conf]
 
     def probe(self) -> bool:
-        res = self.host.run(["ss", "-ulnH", f"src {self.opts['address']}:{self.opts['port']}"], timeout=3)
-        return res.returncode == 0 and f"{self.opts['address']}:{self.opts['port']}" in res.stdout
+        # its UDP socket is bound (a datagram sent now would be received); -H: no header line
+        res = self.host.run(["ss", "-ulnH"], timeout=3)
+        return res.returncode == 0 and f"{self.opts['address']}:{self.opts['port']} " in res.stdout

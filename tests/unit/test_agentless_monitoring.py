@@ -235,7 +235,7 @@ def test_rsyslog_conf_receives_udp_on_one_address_into_its_own_file(tmp_path):
     r = Rsyslog(host("monitor"), tmp_path, address=MONITOR, port=5140)
     r.render()
     text = r.conf.read_text()
-    assert f'input(type="imudp" address="{MONITOR}" port="5140"' in text
+    assert f'input(type="imudp" address="{MONITOR}" port="5140"' in text and 'rcvbufSize="4m"' in text
     assert f'file="{r.collected}"' in text and 'module(load="imudp")' in text
     assert "imuxsock" not in text and "imklog" not in text
     assert r.check_argv()[:2] == ["rsyslogd", "-N1"] and "-n" in r.argv()
