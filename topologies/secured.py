@@ -8,6 +8,10 @@ TLS variants: `terminate` (default: TLS ends at lb1, plain HTTP on the back netw
 `reencrypt` (TLS again from lb1 to nginx on every server, verified against the lab CA). The HTTPS
 entry point sends HSTS and offers AEAD suites only (`--param hsts=false`, `tls_ciphers=legacy`
 undo that); the controller inspects ARP (`--param arp_inspection=false` turns it off).
+
+Beside the exporters, monitoring watches the servers agentlessly (`--param agentless=false` leaves it
+out): HAProxy's own Prometheus endpoint (the API), snmpd on each server polled by the SNMP exporter on
+monitor, and each Nginx's access log sent as syslog to rsyslog on monitor, where mtail counts it.
 """
 from __future__ import annotations
 
