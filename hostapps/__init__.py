@@ -17,7 +17,12 @@ def registry() -> dict[str, type["Service"]]:
     from hostapps.haproxy import HAProxy
     from hostapps.mail import Mail
     from hostapps.mariadb import MariaDB
+    from hostapps.mtail import Mtail
     from hostapps.nginx import Nginx
     from hostapps.prometheus import Prometheus
+    from hostapps.rsyslog import Rsyslog
+    from hostapps.snmp_exporter import SnmpExporter
+    from hostapps.snmpd import Snmpd
     return {cls.kind: cls for cls in (Dns, MariaDB, AppServer, Nginx, HAProxy, Keepalived, DbFailover,
-                                         Prometheus, NodeExporter, NginxExporter, MysqldExporter, Mail)}
+                                         Prometheus, NodeExporter, NginxExporter, MysqldExporter,
+                                         Snmpd, SnmpExporter, Rsyslog, Mtail, Mail)}

@@ -38,3 +38,7 @@ WEB_USER, WEB_PASSWORD = "alice", "wonderland"
 def users_sql() -> str:
     """The lab's database users, baked into the MariaDB template."""
     return "".join(a.sql() for a in DB_ACCOUNTS) + "FLUSH PRIVILEGES;\n"
+
+# The SNMP community the lab's snmpd agents answer (read-only, IF-MIB's ifXTable only, from the
+# monitor host and the agent's own address): a lab secret, only ever sent on the back network.
+SNMP_COMMUNITY = "weblab-monitor"

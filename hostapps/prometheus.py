@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hostapps.base import Service, render_template
+from hostapps.snmp_exporter import MODULE as SNMP_MODULE
 from weblab.core.errors import NotReady, WeblabError
 
 
@@ -18,9 +19,13 @@ def job_ports() -> dict[str, int]:
     target serves by default: read from that hostapp's defaults, the port's one home."""
     from hostapps.exporters import MysqldExporter, NginxExporter, NodeExporter
     from hostapps.haproxy import HAProxy
+    from hostapps.mtail import Mtail
+    from hostapps.snmpd import Snmpd
     return {"node": NodeExporter.defaults["port"], "nginx": NginxExporter.defaults["port"],
             "mysqld": MysqldExporter.defaults["port"], "haproxy": HAProxy.defaults["stats_port"],
-            "prometheus": Prometheus.defaults["port"]}
+            "prometheus": Prometheus.defaults["port"],
+            # an snmp target is an SNMP agent (snmpd's port), polled through the SNMP exporter
+            "snmp": Snmpd.defaults["port"], "mtail": Mtail.defaults["port"]}
 
 # Recording rules and alert defined in templates/prometheus-rules.yml.j2 (a test keeps them in step).
 # The rate window is an option, so the names do not carry it: experiments can rely on them.
@@ -54,7 +59,9 @@ class Prometheus(Service):
     defaults: dict[str, Any] = {"bind": "0.0.0.0", "port": 9090, "scrape_interval": "1s",
                                 "evaluation_interval": "1s", "targets": [],
                                 "qps_alert_threshold": 50.0, "qps_alert_for": "0s",
-                                "rate_window": "5s", "retention": "1d", "wait_targets": False}
+                                "rate_window": "5s", "retention": "1d", "wait_targets": False,
+                                # where the SNMP exporter listens (on this host): every snmp target is asked through it
+                                "snmp_exporter": "127.0.0.1:9116"}
     targets_timeout = 20.0
 
     def __init__(self, *a: Any, **kw: Any):
@@ -128,7 +135,8 @@ class Prometheus(Service):
         o = self.opts
         self.conf.write_text(render_template(
             "prometheus.yml.j2", host=self.host.name, dir=self.dir, rules=str(self.rules),
-            jobs=self.jobs(), scrape_interval=o["scrape_interval"],
+            jobs=self.jobs(), scrape_interval=o["scrape_interval"], snmp_exporter=o["snmp_exporter"],
+            snmp_module=SNMP_MODULE,
             evaluation_interval=o["evaluation_interval"]))
         self.rules.write_text(render_template(
             "prometheus-rules.yml.j2", host=self.host.name, window=o["rate_window"],

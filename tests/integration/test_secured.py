@@ -12,6 +12,8 @@ from tests.integration.conftest import CLI, in_host
 
 DESIGN = "secured"
 UP_ARGS = ["--param", "qps_alert=20"]
+# node x 3, nginx x 2, mysqld x 2 (agents), haproxy (API), snmp x 2 (agents polled), mtail (logs)
+TARGETS = 11
 PASSWORD = "wonderland"
 
 
@@ -83,10 +85,10 @@ def test_prometheus_sees_every_target_and_the_qps_of_a_known_load(detached_lab):
     while True:
         health = json.loads(in_host("monitor", "curl", "-s", f"{prom}/api/v1/targets").stdout)
         targets = health["data"]["activeTargets"]
-        if (len(targets) == 8 and all(t["health"] == "up" for t in targets)) or time.monotonic() > deadline:
+        if (len(targets) == TARGETS and all(t["health"] == "up" for t in targets)) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert len(targets) == 8 and all(t["health"] == "up" for t in targets), targets
+    assert len(targets) == TARGETS and all(t["health"] == "up" for t in targets), targets
     # 40 req/s for 8 s from the client (bounded: 320 requests), against an alert threshold of 20.
     load = subprocess.Popen([*CLI, "exec", "client", "--", detached_lab["python"], "-m",
                              "experiments.tools.openloop", "--url", "https://www.foobar.com/health",
@@ -109,3 +111,50 @@ def test_prometheus_sees_every_target_and_the_qps_of_a_known_load(detached_lab):
     while query('ALERTS{alertname="HighQPS",alertstate="firing"}') and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not query('ALERTS{alertname="HighQPS",alertstate="firing"}'), "HighQPS did not clear"
+
+
+def test_each_agentless_source_is_in_prometheus_and_moves_with_traffic(detached_lab):
+    """HAProxy's API, SNMP (snmpd polled through the SNMP exporter) and log analysis (Nginx syslog ->
+    rsyslog -> mtail): each one's counter is scraped and grows when the client sends requests."""
+    prom = "http://127.0.0.1:9090"
+    sources = {"api": 'sum(haproxy_frontend_http_requests_total{proxy!="stats"})',
+               "snmp": 'sum(ifHCInOctets{job="snmp",ifName=~"server.-eth0"})',
+               "logs": 'sum(nginx_syslog_requests_total{job="mtail"})',
+               "agent": 'sum(nginx_http_requests_total{job="nginx"})'}
+
+    def read() -> dict[str, float]:
+        out = {}
+        for name, expr in sources.items():
+            res = in_host("monitor", "curl", "-s", f"{prom}/api/v1/query?query={urllib.parse.quote(expr)}")
+            result = json.loads(res.stdout)["data"]["result"]
+            out[name] = float(result[0]["value"][1]) if result else None
+        return out
+
+    deadline = time.monotonic() + 20  # every source scraped at least once (bounded)
+    before = read()
+    while None in before.values() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        before = read()
+    assert None not in before.values(), f"not in Prometheus: {[k for k, v in before.items() if v is None]}"
+    n = 200  # 40 req/s for 5 s
+    res = in_host("client", detached_lab["python"], "-m", "experiments.tools.openloop", "--url",
+                  "https://www.foobar.com/static/hello.txt", "--rate", "40", "--duration", "5", "--out", "/dev/null",
+                  timeout=60)
+    assert res.returncode == 0, res.stderr
+    # SNMP's figures may be a few seconds old (Net-SNMP caches the interface table): wait, bounded
+    deadline = time.monotonic() + 15
+    after = read()
+    while time.monotonic() < deadline and not all(after[k] - before[k] >= n * (0.95 if k != "snmp" else 100)
+                                                  for k in sources):
+        time.sleep(0.5)
+        after = read()
+    for k in ("api", "logs", "agent"):
+        assert after[k] - before[k] >= 0.95 * n, (k, before[k], after[k])
+    assert after["snmp"] - before["snmp"] >= 100 * n, ("snmp octets", before["snmp"], after["snmp"])
+    # SNMP answers the monitor only: the same request from server2 (a peer on the back network, with the
+    # community) is dropped by the firewall (the client has no route to the back network at all)
+    server1 = detached_lab["hosts"]["server1"]["ips"][0]
+    ask = ["snmpget", "-v2c", "-c", "weblab-monitor", "-t", "1", "-r", "0", "-On", server1, "1.3.6.1.2.1.31.1.1.1.1.1"]
+    assert in_host("monitor", *ask, timeout=10).stdout.startswith(".1.3.6.1.2.1.31.1.1.1.1.1 = ")
+    peer = in_host("server2", *ask, timeout=10)
+    assert peer.returncode != 0 and "Timeout" in peer.stdout + peer.stderr, (peer.stdout, peer.stderr)
