@@ -51,14 +51,19 @@ fi
 "$VENV/bin/python" -c "import mininet.net, os_ken, scapy, matplotlib, pymysql, jinja2, gunicorn, starlette, uvicorn, selenium, yaml" \
   || { echo "install.sh: the venv cannot import its packages; remove $VENV and run again" >&2; exit 1; }
 
-# Postfix's package enables a machine-wide MTA (postfix.service, whose instance postfix@- runs the master;
-# with "No configuration" there is no /etc/postfix/main.cf and it does not start): weblab runs its own
-# Postfix in the lab's mail host only, so the system one stays disabled and stopped (no-ops without systemd).
-if [ -e /lib/systemd/system/postfix.service ] || [ -e /usr/lib/systemd/system/postfix.service ]; then
-  systemctl disable postfix.service >/dev/null 2>&1 || true
-  for unit in postfix@-.service postfix.service; do
-    if systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl stop "$unit" || true; fi
+# The packages installed above for weblab ship machine-wide services (named on port 53, Postfix,
+# Prometheus and its exporters on every interface, snmpd, mtail, ...) that Debian starts where systemd
+# runs. weblab starts each daemon itself, inside its lab hosts, so the system copies of the packages this
+# run installed are disabled and stopped (rsyslog, the system's own logger, stays). Packages that were
+# here before are left as they were. Without systemd (a container, CI) there is nothing to do.
+if [ ${#missing[@]} -gt 0 ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+  for p in "${missing[@]}"; do
+    [ "$p" = rsyslog ] && continue
+    for unit in $(dpkg -L "$p" 2>/dev/null | grep -E '^(/usr)?/lib/systemd/system/[^/@]+\.service$' | xargs -r -n1 basename); do
+      systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    done
   done
+  systemctl stop postfix@-.service >/dev/null 2>&1 || true
 fi
 
 # `sudo weblab ...` must find the command (sudo's PATH has /usr/local/bin).
