@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from topologies.base import (ATTACKER, ATTACKER_HOST, SERVER_COUNTS, LabTopo, Param, Ref, RuleSpec, Subnet,
-                             attacker_param, footprint)
+                             attacker_param, cache_params, footprint, nginx_design_options, static_param)
 
 FRONT, BACK = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
 
@@ -35,6 +35,8 @@ class Distributed(LabTopo):
         "check_fall": Param(3, "failed checks before a server is DOWN", kind=int),
         "check_rise": Param(2, "passed checks before a server is UP again", kind=int),
         "attacker": attacker_param(),
+        "static": static_param(),
+        **cache_params(),
     }
 
     def build(self, **p: Any) -> None:
@@ -66,7 +68,7 @@ class Distributed(LabTopo):
                              after=[f"mariadb@{primary}"] if replica else [])
         for name in self.web:
             self.add_service(name, "webapp", server_name=name, db_write=Ref(primary), workers=lean["app_workers"])
-            self.add_service(name, "nginx", server_name=name, **self.nginx_options(name))
+            self.add_service(name, "nginx", server_name=name, **nginx_design_options(p), **self.nginx_options(name))
         self.add_service("lb1", "haproxy", algorithm=p["algorithm"], inter=p["check_inter"],
                          fall=p["check_fall"], rise=p["check_rise"], retries=3 if p["retries"] else 0,
                          servers=[{"name": n, "address": Ref(n), "port": self.backend_port(),
