@@ -10,6 +10,7 @@ the app-server request counts come from these).
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from experiments.verdict import Check, Figure, M, P, Verdict, gate
 
 CASES = ("cache-off", "cache-on")
 WRK, LATENCY, FRESH = "wrk-capacity.txt", "latency.csv", "freshness.csv"
+LOAD = "load.json"     # raw/<case>/load.json: the latency load's rate and where it came from
 PAGE = "/"
 
 
@@ -38,11 +40,13 @@ class Caching(Experiment):
     statement = ("Web servers can cache frequently accessed content, reducing the load on application servers "
                  "and improving response times.")
     design = "distributed"
-    defaults = {"ttl": 1, "cpu": 0.05, "servers": 2, "calib_s": 4, "calib_connections": 16, "rate": 40.0,
+    defaults = {"ttl": 1, "cpu": 0.05, "servers": 2, "calib_s": 4, "calib_connections": 16, "rate": None, "rate_fraction": 0.5,
                 "latency_s": 5.0, "warmup_s": 1.0, "timeout": 5.0, "max_inflight": 128, "writes": 5,
                 "poll_s": 0.02, "deadline_s": 10.0, "gen_accuracy": 0.98, "keepup": 0.95,
                 "app_share": 0.10, "p50_ratio": 0.5, "capacity_ratio": 2.0, "stale_slack_s": 1.0}
     checks = (
+        gate("same_rate", "==", 1, "both labs got the same latency load (req/s)", across=True, cases=CASES,
+             fail="the two labs were not offered the same latency load"),
         gate("wrk_failed_fraction", "<=", 0.01, "capacity run: failed / requests", "%",
              fail="the page was not served during the capacity run"),
         gate("send_fraction", ">=", P("gen_accuracy"), "latency load: sent / offered", "%",
@@ -98,7 +102,7 @@ class Caching(Experiment):
                 f"with cache=off and once with cache=on (Nginx proxy_cache on each server, cache_ttl={p['ttl']} s; "
                 f"nginx counts whole seconds, so a page is kept up to cache_ttl + 1 s): capacity = wrk ok req/s on "
                 f"{PAGE} ({p['calib_s']} s, {p['calib_connections']} connections); latency = open-loop {PAGE} at "
-                f"{p['rate']:g} req/s for {p['latency_s']:g} s (from the scheduled send, the first "
+                f"{rate_words(p)} for {p['latency_s']:g} s (from the scheduled send, the first "
                 f"{p['warmup_s']:g} s not judged); app-server requests counted from the app servers' access logs; "
                 f"then {p['writes']} writes (POST /api/items), each followed by reads of {PAGE} every "
                 f"{p['poll_s']:g} s until every web server served it")
@@ -112,10 +116,12 @@ class Caching(Experiment):
                     connections=params["calib_connections"], timeout=params["timeout"])
         if not lb.settle(lab, base + PAGE, 0.5, params["timeout"]):
             say("the site did not settle after the capacity run; continuing (the latency load will show it)")
-        say(f"latency at {params['rate']:g} req/s for {params['latency_s']:g} s")
+        rate, source = latency_rate(out, params)
+        (out / LOAD).write_text(json.dumps({"rate": rate, "from": source}) + "\n")
+        say(f"latency at {rate:g} req/s for {params['latency_s']:g} s ({source})")
         with window(out, "latency"), applog.AccessSlice(lab, servers, out, "latency"):
             proc = drive.start_tool(lab, "client", "openloop", [
-                "--url", base + PAGE, "--rate", str(params["rate"]), "--duration", str(params["latency_s"]),
+                "--url", base + PAGE, "--rate", str(rate), "--duration", str(params["latency_s"]),
                 "--out", str(out / LATENCY), "--timeout", str(params["timeout"]),
                 "--max-inflight", str(params["max_inflight"]), "--seed", str(params["seed"])], out / "latency.json")
             drive.finish(proc, params["latency_s"] + params["timeout"] * 2 + 15, "openloop latency load")
@@ -129,15 +135,16 @@ class Caching(Experiment):
 
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
         wrk = parse_wrk((raw / WRK).read_text())
-        pt = point_metrics(raw / LATENCY, params["rate"], params["latency_s"], params["warmup_s"], params["timeout"])
+        rate = json.loads((raw / LOAD).read_text())["rate"]
+        pt = point_metrics(raw / LATENCY, rate, params["latency_s"], params["warmup_s"], params["timeout"])
         on = case.lab_params["params"].get("cache", False)
         m: dict[str, Any] = {
             "cache": on, "capacity_rps": rounded(wrk.requests_per_s * (1 - wrk.failed / max(1, wrk.requests)), 2),
             "wrk_failed_fraction": rounded(wrk.failed / max(1, wrk.requests), 4),
             "wrk_p50_ms": rounded(wrk.percentiles_s.get("50", float("nan")) * 1000, 3),
             "p50_ms": rounded(pt["p50"] * 1000, 3), "p99_ms": rounded(pt["p99"] * 1000, 3),
-            "send_fraction": rounded(pt["send_rate"] / params["rate"], 4),
-            "achieved_fraction": rounded(pt["achieved"] / params["rate"], 4)}
+            "rate": rate, "send_fraction": rounded(pt["send_rate"] / rate, 4),
+            "achieved_fraction": rounded(pt["achieved"] / rate, 4)}
         with open(raw / LATENCY, newline="") as f:
             client = sum(1 for r in csv.DictReader(f) if r["error"] != "not_sent")
         app = applog.count_all(raw, "latency", "GET", PAGE)
@@ -163,12 +170,31 @@ class Caching(Experiment):
         if set(CASES) - set(got):
             return {}
         off, on = got["cache-off"], got["cache-on"]
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"same_rate": int(off.get("rate") is not None and off.get("rate") == on.get("rate"))}
         if off.get("p50_ms"):
             out["p50_ratio"] = rounded(on["p50_ms"] / off["p50_ms"], 3)
         if off.get("capacity_rps"):
             out["capacity_ratio"] = rounded(on["capacity_rps"] / off["capacity_rps"], 3)
         return out
+
+
+def rate_words(p: dict[str, Any]) -> str:
+    if p["rate"]:
+        return f"{p['rate']:g} req/s"
+    return f"{p['rate_fraction']:g} x the uncached capacity (measured in cache-off, the same in both labs)"
+
+
+def latency_rate(out: Path, params: dict[str, Any]) -> tuple[float, str]:
+    """The latency load's rate: --param rate, else rate_fraction x the capacity cache-off (run first) measured, a
+    load the uncached site carries, offered to both labs."""
+    if params["rate"]:
+        return float(params["rate"]), "--param rate"
+    ref = out.parent / "cache-off" / WRK
+    if not ref.exists():
+        raise RuntimeError("no cache-off capacity to set the latency load from: run both cases or give --param rate")
+    w = parse_wrk(ref.read_text())
+    cap = w.requests_per_s * (1 - w.failed / max(1, w.requests))
+    return round(params["rate_fraction"] * cap, 1), f"{params['rate_fraction']:g} x cache-off's {cap:.1f} req/s"
 
 
 def freshness(path: Path) -> dict[str, Any]:
@@ -218,7 +244,7 @@ def latency_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path:
             rows = read_openloop(path)
             start = min((r.t_sched for r in rows), default=0.0)
             series[case] = [r.latency * 1000 for r in rows if r.ok and r.t_sched >= start + params["warmup_s"]]
-    return plots.cdf(series, out, f"C19 caching: {PAGE} latency at {params['rate']:g} req/s "
+    return plots.cdf(series, out, f"C19 caching: {PAGE} latency at the same load "
                      f"(cpu {params['cpu']:g} per server)", "latency (ms)", log_x=True)
 
 

@@ -8,6 +8,7 @@ page + static files, open loop), app-mix-server1.log (the app server's access lo
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from experiments.registry import register
 from experiments.stats import percentile, rounded
 from experiments.verdict import Check, Figure, P, Verdict, gate
 
-CASES = ("static-nginx", "static-app")
+CASES = ("static-app", "static-nginx")   # static-app first: the mix's rate is set from its capacity
 WRK = "wrk-static.txt"
 MIX = "mix"                    # raw/<case>/mix.csv
+LOAD = "load.json"             # raw/<case>/load.json: the mix's rate and where it came from
 DYN, STATIC = "dynamic", "static"
 
 
@@ -37,11 +39,13 @@ class StaticOffload(Experiment):
                  "dynamic requests.")
     design = "one-server"
     defaults = {"cpu": 0.1, "file": "/static/index.css", "dynamic": "/", "calib_s": 4, "calib_connections": 16,
-                "mix_rate": 150.0, "static_per_page": 4, "mix_s": 6.0, "warmup_s": 1.0, "timeout": 5.0,
+                "mix_rate": None, "mix_fraction": 0.5, "static_per_page": 4, "mix_s": 6.0, "warmup_s": 1.0, "timeout": 5.0,
                 "gen_accuracy": 0.98, "keepup": 0.95, "capacity_ratio": 3.0, "p99_ratio": 0.7}
     checks = (
         gate("wrk_failed_fraction", "<=", 0.01, "static capacity run: failed / requests", "%",
              fail="the static file was not served (wrk saw failures)"),
+        gate("same_rate", "==", 1, "both labs got the same mixed load (req/s)", across=True, cases=CASES,
+             fail="the two labs were not offered the same mixed load"),
         gate("mix_send_fraction", ">=", P("gen_accuracy"), "mixed load: sent / scheduled", "%",
              fail="the load generator could not send the mixed load"),
         gate("dyn_achieved_fraction", ">=", P("keepup"), "mixed load with the offload: dynamic requests answered "
@@ -77,8 +81,8 @@ class StaticOffload(Experiment):
         return (f"one-server with server1 (Nginx, app server, MariaDB) CPU-limited to {p['cpu']:g} of the machine, "
                 f"once with static=nginx (Nginx serves /static/ from disk) and once with static=app (Nginx proxies "
                 f"it to the app server): static capacity = wrk ok req/s on {p['file']} ({p['calib_s']} s, "
-                f"{p['calib_connections']} connections); then an open-loop mix of page loads at {p['mix_rate']:g} "
-                f"req/s for {p['mix_s']:g} s, each page {p['dynamic']} plus {p['static_per_page']} x {p['file']} "
+                f"{p['calib_connections']} connections); then an open-loop mix of page loads at "
+                f"{rate_words(p)} for {p['mix_s']:g} s, each page {p['dynamic']} plus {p['static_per_page']} x {p['file']} "
                 f"(new connection per request, latency from the scheduled send, the first {p['warmup_s']:g} s not "
                 f"judged); static requests reaching the app server counted from its access log")
 
@@ -91,9 +95,11 @@ class StaticOffload(Experiment):
                     connections=params["calib_connections"], timeout=params["timeout"])
         if not lb.settle(lab, base + params["dynamic"], 0.5, params["timeout"]):
             say("server did not settle after the capacity run; continuing (the mix will show it)")
-        say(f"mixed load: {params['mix_rate']:g} req/s for {params['mix_s']:g} s")
+        rate, source = mix_rate(out, params)
+        (out / LOAD).write_text(json.dumps({"rate": rate, "from": source}) + "\n")
+        say(f"mixed load: {rate:g} req/s for {params['mix_s']:g} s ({source})")
         with window(out, "mix"), applog.AccessSlice(lab, ["server1"], out, MIX):
-            lb.run_mix(lab, "client", out, MIX, base, params["mix_rate"], params["mix_s"],
+            lb.run_mix(lab, "client", out, MIX, base, rate, params["mix_s"],
                        [f"{DYN}=GET:{params['dynamic']}:1", f"{STATIC}=GET:{params['file']}:{params['static_per_page']}"],
                        params["seed"], params["timeout"])
 
@@ -105,6 +111,7 @@ class StaticOffload(Experiment):
             "static_wrk_p50_ms": rounded(wrk.percentiles_s.get("50", float("nan")) * 1000, 3),
             "static_wrk_p99_ms": rounded(wrk.percentiles_s.get("99", float("nan")) * 1000, 3),
             "wrk_failed_fraction": rounded(wrk.failed / max(1, wrk.requests), 4)}
+        m["mix_rate"] = json.loads((raw / LOAD).read_text())["rate"]
         m.update(mix_metrics(raw / f"{MIX}.csv", params))
         sent_static = m.pop("_static_sent")
         reached = applog.count_all(raw, MIX, "GET", re.compile(re.escape(params["file"]) + r"(\?.*)?")).get("server1")
@@ -119,12 +126,32 @@ class StaticOffload(Experiment):
         if set(CASES) - set(got):
             return {}
         off, on = got["static-app"], got["static-nginx"]
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"same_rate": int(off.get("mix_rate") is not None
+                                                   and off.get("mix_rate") == on.get("mix_rate"))}
         if off.get("static_capacity_rps"):
             out["static_capacity_ratio"] = rounded(on["static_capacity_rps"] / off["static_capacity_rps"], 3)
         if off.get("dyn_p99_ms"):
             out["dyn_p99_ratio"] = rounded(on["dyn_p99_ms"] / off["dyn_p99_ms"], 3)
         return out
+
+
+def rate_words(p: dict[str, Any]) -> str:
+    if p["mix_rate"]:
+        return f"{p['mix_rate']:g} req/s"
+    return f"{p['mix_fraction']:g} x the app server's static capacity (measured in static-app, the same in both labs)"
+
+
+def mix_rate(out: Path, params: dict[str, Any]) -> tuple[float, str]:
+    """The mixed load's rate: --param mix_rate, else mix_fraction x the static capacity that static-app (run first)
+    measured, so that without the offload the app server is well loaded and both labs get the same load."""
+    if params["mix_rate"]:
+        return float(params["mix_rate"]), "--param mix_rate"
+    ref = out.parent / "static-app" / WRK
+    if not ref.exists():
+        raise RuntimeError("no static-app capacity to set the mixed load from: run both cases or give --param mix_rate")
+    w = parse_wrk(ref.read_text())
+    cap = w.requests_per_s * (1 - w.failed / max(1, w.requests))
+    return round(params["mix_fraction"] * cap, 1), f"{params['mix_fraction']:g} x static-app's {cap:.1f} req/s"
 
 
 def mix_metrics(path: Path, params: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +186,7 @@ def mix_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path:
             series[f"{DYN} ({case})"] = [(r.latency if r.ok and r.latency is not None else params["timeout"]) * 1000
                                          for r in rows if r.kind == DYN and r.t_sched >= start + params["warmup_s"]]
     return plots.cdf(series, out, f"C18 static-offload: {params['dynamic']} latency under the mixed load "
-                     f"({params['mix_rate']:g} req/s, cpu {params['cpu']:g})", "latency (ms)", log_x=True)
+                     f"(cpu {params['cpu']:g})", "latency (ms)", log_x=True)
 
 
 def capacity_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path:

@@ -1,6 +1,7 @@
 """C18 static-offload and C19 caching judged from synthetic raw data (what run_case() writes), no lab."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ def offload_case(tmp: Path, name: str, capacity: float, dyn_ms: float, reached: 
                  rate: float = 150.0, seconds: float = 6.0):
     exp, raw, case = new_case(tmp, "static-offload", name)
     wrk(case / "wrk-static.txt", "/static/index.css", capacity)
+    (case / "load.json").write_text(json.dumps({"rate": rate, "from": "test"}))
     rows, lines = [], []
     for i in range(int(rate * seconds)):
         t = T0 + i / rate
@@ -59,9 +61,10 @@ def offload_case(tmp: Path, name: str, capacity: float, dyn_ms: float, reached: 
     return exp, raw
 
 
-def offload_run(tmp: Path, nginx_cap=3000.0, app_cap=200.0, dyn_on=20.0, dyn_off=80.0, reached_on=False, busy=0.4):
-    exp, raw = offload_case(tmp, "static-nginx", nginx_cap, dyn_on, reached_on, busy)
-    offload_case(tmp, "static-app", app_cap, dyn_off, True, busy)
+def offload_run(tmp: Path, nginx_cap=3000.0, app_cap=200.0, dyn_on=20.0, dyn_off=80.0, reached_on=False, busy=0.4,
+                nginx_rate=150.0):
+    exp, raw = offload_case(tmp, "static-app", app_cap, dyn_off, True, busy)
+    offload_case(tmp, "static-nginx", nginx_cap, dyn_on, reached_on, busy, rate=nginx_rate)
     return exp.analyse(raw)
 
 
@@ -89,6 +92,23 @@ def test_static_offload_refuted_when_offload_does_not_lower_dynamic_p99(tmp_path
 def test_static_offload_inconclusive_when_static_files_reached_the_app_with_the_offload(tmp_path: Path) -> None:
     v = offload_run(tmp_path, reached_on=True)
     assert v.verdict == INCONCLUSIVE and any("reached the app server although" in r for r in v.reasons)
+
+
+def test_static_offload_inconclusive_when_the_labs_got_different_loads(tmp_path: Path) -> None:
+    v = offload_run(tmp_path, nginx_rate=120.0)
+    assert v.verdict == INCONCLUSIVE and any("not offered the same mixed load" in r for r in v.reasons)
+
+
+def test_static_offload_mix_rate_comes_from_the_app_servers_capacity(tmp_path: Path) -> None:
+    from experiments.claims.static_offload import mix_rate
+    (tmp_path / "static-app").mkdir()
+    (tmp_path / "static-nginx").mkdir()
+    wrk(tmp_path / "static-app" / "wrk-static.txt", "/static/index.css", 301.0)
+    exp = __import__("experiments.registry", fromlist=["get"]).get("static-offload")
+    assert mix_rate(tmp_path / "static-nginx", exp.params())[0] == 150.5
+    assert mix_rate(tmp_path / "static-nginx", exp.params({"mix_rate": 90}))[0] == 90.0
+    with pytest.raises(RuntimeError, match="no static-app capacity"):
+        mix_rate(tmp_path / "x" / "static-nginx", exp.params())
 
 
 def test_static_offload_inconclusive_on_a_saturated_machine(tmp_path: Path) -> None:
@@ -122,6 +142,7 @@ def cache_case(tmp: Path, name: str, capacity: float, lat_ms: float, app_share: 
                rate: float = 40.0, seconds: float = 5.0, keep: float = 1.0, busy: float = 0.4, overrides=None):
     exp, raw, case = new_case(tmp, "caching", name, overrides)
     wrk(case / "wrk-capacity.txt", "/", capacity)
+    (case / "load.json").write_text(json.dumps({"rate": rate, "from": "test"}))
     rows = []
     n = int(rate * seconds)
     for i in range(n):
@@ -141,9 +162,9 @@ def cache_case(tmp: Path, name: str, capacity: float, lat_ms: float, app_share: 
 
 
 def cache_run(tmp: Path, on_cap=2000.0, off_cap=100.0, on_lat=2.0, off_lat=10.0, on_share=0.05, stale_on=1.5,
-              keep_off=1.0, busy=0.4):
+              keep_off=1.0, busy=0.4, on_rate=40.0):
     exp, raw = cache_case(tmp, "cache-off", off_cap, off_lat, 1.0, 0.01, keep=keep_off, busy=busy)
-    cache_case(tmp, "cache-on", on_cap, on_lat, on_share, stale_on, busy=busy)
+    cache_case(tmp, "cache-on", on_cap, on_lat, on_share, stale_on, busy=busy, rate=on_rate)
     return exp.analyse(raw)
 
 
@@ -179,6 +200,11 @@ def test_caching_refuted_when_the_cache_does_not_help_latency_or_capacity(tmp_pa
 def test_caching_inconclusive_when_the_uncached_site_cannot_carry_the_load(tmp_path: Path) -> None:
     v = cache_run(tmp_path, keep_off=0.5)
     assert v.verdict == INCONCLUSIVE and any("lower --param rate" in r for r in v.reasons)
+
+
+def test_caching_inconclusive_when_the_labs_got_different_loads(tmp_path: Path) -> None:
+    v = cache_run(tmp_path, on_rate=30.0)
+    assert v.verdict == INCONCLUSIVE and any("not offered the same latency load" in r for r in v.reasons)
 
 
 def test_caching_inconclusive_on_a_saturated_machine(tmp_path: Path) -> None:
