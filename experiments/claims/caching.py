@@ -40,8 +40,8 @@ class Caching(Experiment):
     statement = ("Web servers can cache frequently accessed content, reducing the load on application servers "
                  "and improving response times.")
     design = "distributed"
-    defaults = {"ttl": 1, "cpu": 0.05, "servers": 2, "calib_s": 4, "calib_connections": 16, "rate": None, "rate_fraction": 0.5,
-                "latency_s": 5.0, "warmup_s": 1.0, "timeout": 5.0, "max_inflight": 128, "writes": 5,
+    defaults = {"ttl": 1, "cpu": 0.15, "servers": 2, "calib_s": 3, "calib_connections": 16, "rate": None,
+                "rate_fraction": 0.5, "latency_s": 4.0, "warmup_s": 1.0, "timeout": 5.0, "max_inflight": 128, "writes": 5,
                 "poll_s": 0.02, "deadline_s": 10.0, "gen_accuracy": 0.98, "keepup": 0.95,
                 "app_share": 0.10, "p50_ratio": 0.5, "capacity_ratio": 2.0, "stale_slack_s": 1.0}
     checks = (
@@ -129,7 +129,7 @@ class Caching(Experiment):
         proc = drive.start_tool(lab, "client", "freshness", [
             "--base", base, "--out", str(out / FRESH), "--writes", str(params["writes"]),
             "--servers", str(len(servers)), "--page", PAGE, "--interval", str(params["poll_s"]),
-            "--pause", str(params["ttl"] + 1), "--deadline", str(params["deadline_s"]),
+            "--pause", str(params["ttl"]), "--deadline", str(params["deadline_s"]),
             "--timeout", str(min(params["timeout"], 2.0)), "--seed", str(params["seed"])], out / "freshness.json")
         drive.finish(proc, params["writes"] * (params["ttl"] + 1 + params["deadline_s"] + 2) + 15, "freshness")
 
@@ -194,6 +194,8 @@ def latency_rate(out: Path, params: dict[str, Any]) -> tuple[float, str]:
         raise RuntimeError("no cache-off capacity to set the latency load from: run both cases or give --param rate")
     w = parse_wrk(ref.read_text())
     cap = w.requests_per_s * (1 - w.failed / max(1, w.requests))
+    if cap <= 0:
+        raise RuntimeError("cache-off answered nothing in its capacity run, so there is no load to offer")
     return round(params["rate_fraction"] * cap, 1), f"{params['rate_fraction']:g} x cache-off's {cap:.1f} req/s"
 
 

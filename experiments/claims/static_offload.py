@@ -38,7 +38,7 @@ class StaticOffload(Experiment):
     statement = ("Nginx handles static content efficiently; offloading static files lets the app server focus on "
                  "dynamic requests.")
     design = "one-server"
-    defaults = {"cpu": 0.1, "file": "/static/index.css", "dynamic": "/", "calib_s": 4, "calib_connections": 16,
+    defaults = {"cpu": 0.1, "file": "/static/index.css", "dynamic": "/work?ms=5", "calib_s": 4, "calib_connections": 16,
                 "mix_rate": None, "mix_fraction": 0.5, "static_per_page": 4, "mix_s": 6.0, "warmup_s": 1.0, "timeout": 5.0,
                 "gen_accuracy": 0.98, "keepup": 0.95, "capacity_ratio": 3.0, "p99_ratio": 0.7}
     checks = (
@@ -151,6 +151,8 @@ def mix_rate(out: Path, params: dict[str, Any]) -> tuple[float, str]:
         raise RuntimeError("no static-app capacity to set the mixed load from: run both cases or give --param mix_rate")
     w = parse_wrk(ref.read_text())
     cap = w.requests_per_s * (1 - w.failed / max(1, w.requests))
+    if cap <= 0:
+        raise RuntimeError("static-app answered nothing in its capacity run, so there is no load to offer")
     return round(params["mix_fraction"] * cap, 1), f"{params['mix_fraction']:g} x static-app's {cap:.1f} req/s"
 
 
