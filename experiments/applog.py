@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 # gunicorn's default access format: h l u [t] "r" s b "f" "a"
-LINE = re.compile(r'^\S+ \S+ \S+ \[[^\]]*\] "(?P<method>[A-Z]+) (?P<target>\S+) [^"]*" (?P<status>\d{3}) ')
+LINE = re.compile(r'^\S+ \S+ \S+ \[[^\]]*\] "(?P<method>[A-Z]+) (?P<target>\S+) [^"]*" (?P<status>\d{3}) \S+'
+                  r'(?: "[^"]*" "(?P<agent>[^"]*)")?')
 
 
 def access_log(lab: Any, host: str) -> Path:
@@ -45,14 +46,15 @@ def slice_name(name: str, host: str) -> str:
     return f"app-{name}-{host}.log"
 
 
-def count(path: Path, method: str = "GET", target: str | re.Pattern[str] = "/") -> int:
+def count(path: Path, method: str = "GET", target: str | re.Pattern[str] = "/", agent: str | None = None) -> int:
     """Lines of an access-log slice for method and a request target (exact string, or a regex it must match
-    in full, query included)."""
+    in full, query included); agent: only requests with this User-Agent (Nginx passes the client's on, so a
+    load generator's requests are told from a previous load's tail and from health checks)."""
     n = 0
     with open(path, errors="replace") as f:
         for line in f:
             m = LINE.match(line)
-            if not m or m.group("method") != method:
+            if not m or m.group("method") != method or (agent is not None and m.group("agent") != agent):
                 continue
             t = m.group("target")
             if (t == target) if isinstance(target, str) else bool(target.fullmatch(t)):
@@ -60,8 +62,9 @@ def count(path: Path, method: str = "GET", target: str | re.Pattern[str] = "/") 
     return n
 
 
-def count_all(raw: Path, name: str, method: str = "GET", target: str | re.Pattern[str] = "/") -> dict[str, int]:
+def count_all(raw: Path, name: str, method: str = "GET", target: str | re.Pattern[str] = "/",
+              agent: str | None = None) -> dict[str, int]:
     """Per host, the count of one slice name over every app-<name>-<host>.log in raw."""
     prefix = f"app-{name}-"
-    return {p.name[len(prefix):-len(".log")]: count(p, method, target)
+    return {p.name[len(prefix):-len(".log")]: count(p, method, target, agent)
             for p in sorted(Path(raw).glob(f"{prefix}*.log"))}

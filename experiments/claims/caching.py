@@ -28,6 +28,7 @@ CASES = ("cache-off", "cache-on")
 WRK, LATENCY, FRESH = "wrk-capacity.txt", "latency.csv", "freshness.csv"
 LOAD = "load.json"     # raw/<case>/load.json: the latency load's rate and where it came from
 PAGE = "/"
+LOADGEN_AGENT = "weblab-openloop"   # the latency load's User-Agent, which Nginx passes on to the app server
 
 
 @register
@@ -41,7 +42,7 @@ class Caching(Experiment):
                  "and improving response times.")
     design = "distributed"
     defaults = {"ttl": 1, "cpu": 0.15, "servers": 2, "calib_s": 3, "calib_connections": 16, "rate": None,
-                "rate_fraction": 0.5, "latency_s": 4.0, "warmup_s": 1.0, "timeout": 5.0, "max_inflight": 128, "writes": 5,
+                "rate_fraction": 0.8, "latency_s": 4.0, "warmup_s": 1.0, "timeout": 5.0, "max_inflight": 128, "writes": 5,
                 "poll_s": 0.02, "deadline_s": 10.0, "gen_accuracy": 0.98, "keepup": 0.95,
                 "app_share": 0.10, "p50_ratio": 0.5, "capacity_ratio": 2.0, "stale_slack_s": 1.0}
     checks = (
@@ -103,7 +104,8 @@ class Caching(Experiment):
                 f"nginx counts whole seconds, so a page is kept up to cache_ttl + 1 s): capacity = wrk ok req/s on "
                 f"{PAGE} ({p['calib_s']} s, {p['calib_connections']} connections); latency = open-loop {PAGE} at "
                 f"{rate_words(p)} for {p['latency_s']:g} s (from the scheduled send, the first "
-                f"{p['warmup_s']:g} s not judged); app-server requests counted from the app servers' access logs; "
+                f"{p['warmup_s']:g} s not judged); app-server requests for it counted from the app servers' access logs "
+                f"(the generator's User-Agent, which Nginx passes on: not the capacity run's tail, not health checks); "
                 f"then {p['writes']} writes (POST /api/items), each followed by reads of {PAGE} every "
                 f"{p['poll_s']:g} s until every web server served it")
 
@@ -147,7 +149,7 @@ class Caching(Experiment):
             "achieved_fraction": rounded(pt["achieved"] / rate, 4)}
         with open(raw / LATENCY, newline="") as f:
             client = sum(1 for r in csv.DictReader(f) if r["error"] != "not_sent")
-        app = applog.count_all(raw, "latency", "GET", PAGE)
+        app = applog.count_all(raw, "latency", "GET", PAGE, agent=LOADGEN_AGENT)
         if app:
             m.update({"client_requests": client, "app_requests": sum(app.values()), "app_requests_by_server": app,
                       "app_per_client": rounded(sum(app.values()) / client, 4) if client else None})

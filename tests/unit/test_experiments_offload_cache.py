@@ -36,8 +36,8 @@ def wrk(path: Path, url_path: str, rps: float, non2xx: int = 0) -> None:
     path.write_text(WRK.format(path=url_path, n=int(rps * 4), rps=rps, errors=errors))
 
 
-def access_line(target: str, status: int = 200) -> str:
-    return f'127.0.0.1 - - [01/Dec/2026:23:50:00 +0000] "GET {target} HTTP/1.0" {status} 513 "-" "weblab-mixload"\n'
+def access_line(target: str, status: int = 200, agent: str = "weblab-openloop") -> str:
+    return f'127.0.0.1 - - [01/Dec/2026:23:50:00 +0000] "GET {target} HTTP/1.0" {status} 513 "-" "{agent}"\n'
 
 
 # ---- C18 static-offload ---------------------------------------------------------------------------
@@ -154,7 +154,9 @@ def cache_case(tmp: Path, name: str, capacity: float, lat_ms: float, app_share: 
     app = int(round(app_share * n))
     for i, s in enumerate(("server1", "server2")):
         share = app // 2 + (app % 2 if i == 0 else 0)
-        (case / applog.slice_name("latency", s)).write_text(access_line("/") * share + access_line("/health"))
+        # the previous load's tail (wrk sends no User-Agent) and a health check are not the latency load's
+        (case / applog.slice_name("latency", s)).write_text(access_line("/", agent="-") * 7 + access_line("/") * share
+                                                            + access_line("/health", agent="-"))
         (case / applog.slice_name("capacity", s)).write_text(access_line("/") * int(capacity * 2 * app_share))
     write_csv(case / "freshness.csv", FRESH, fresh_rows(stale_for, cache="HIT" if name == "cache-on" else ""))
     write_cpu(case, T0 - 5, T0 + seconds + 1, busy)
@@ -243,3 +245,4 @@ def test_access_log_counts_method_and_target(tmp_path: Path) -> None:
     assert applog.count(p, "GET", "/") == 3 and applog.count(p, "POST", "/") == 1
     import re
     assert applog.count(p, "GET", re.compile(r"/(\?.*)?")) == 4
+    assert applog.count(p, "GET", "/", agent="weblab-openloop") == 3 and applog.count(p, "GET", "/", agent="-") == 0
