@@ -70,7 +70,7 @@ class StaticOffload(Experiment):
     }
     summary = ("on the same CPU quota Nginx served the static file at {static-nginx.static_capacity_rps}, "
                "{static_capacity_ratio} the app server's {static-app.static_capacity_rps}",
-               "with the static files offloaded the dynamic page's p99 under the mixed load was "
+               "with the static files offloaded the dynamic request's p99 under the mixed load was "
                "{static-nginx.dyn_p99_ms} instead of {static-app.dyn_p99_ms} ({dyn_p99_ratio})")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
