@@ -24,6 +24,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # tshark (the packet analysis benchmark's reference) asks whether non-root users may capture: no
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  # Postfix asks which kind of mail site this is: none. weblab renders a configuration per run.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   apt-get update -q
   # --no-install-recommends keeps desktop tools out; package scripts may not start services here,
   # and weblab starts every daemon itself, in its own hosts.
@@ -48,6 +50,16 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 fi
 "$VENV/bin/python" -c "import mininet.net, os_ken, scapy, matplotlib, pymysql, jinja2, gunicorn, starlette, uvicorn, selenium, yaml" \
   || { echo "install.sh: the venv cannot import its packages; remove $VENV and run again" >&2; exit 1; }
+
+# Postfix's package enables a machine-wide MTA (postfix.service, whose instance postfix@- runs the master;
+# with "No configuration" there is no /etc/postfix/main.cf and it does not start): weblab runs its own
+# Postfix in the lab's mail host only, so the system one stays disabled and stopped (no-ops without systemd).
+if [ -e /lib/systemd/system/postfix.service ] || [ -e /usr/lib/systemd/system/postfix.service ]; then
+  systemctl disable postfix.service >/dev/null 2>&1 || true
+  for unit in postfix@-.service postfix.service; do
+    if systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl stop "$unit" || true; fi
+  done
+fi
 
 # `sudo weblab ...` must find the command (sudo's PATH has /usr/local/bin).
 if [ "$(readlink /usr/local/bin/weblab 2>/dev/null)" != "$VENV/bin/weblab" ]; then

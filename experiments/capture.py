@@ -379,6 +379,7 @@ class DnsAnswer:
     src: str
     dst: str
     records: list[tuple[str, str, str]] = field(default_factory=list)  # (name, type, value)
+    qtype: str = ""   # the question's type (A, MX, ...)
 
 
 def _name(value: Any) -> str:
@@ -391,7 +392,7 @@ def dns_answers(pcap: Path, qname: str | None = None) -> list[DnsAnswer]:
     """Every DNS response (optionally for qname) with its answer section, in capture order."""
     from scapy.error import Scapy_Exception
     from scapy.layers.dns import DNS
-    types = {1: "A", 5: "CNAME", 28: "AAAA", 2: "NS", 6: "SOA"}
+    types = {1: "A", 5: "CNAME", 28: "AAAA", 2: "NS", 6: "SOA", 15: "MX", 16: "TXT"}
     out = []
     for n, (_, wirelen, data, linktype) in enumerate(Pcap(pcap), 1):
         h = headers(data, linktype, wirelen)
@@ -413,10 +414,19 @@ def dns_answers(pcap: Path, qname: str | None = None) -> list[DnsAnswer]:
         records = []
         for rr in answers:
             rtype = types.get(int(rr.type), str(int(rr.type)))
+            if rtype == "MX":  # "preference exchange", as dig prints it
+                records.append((_name(rr.rrname), rtype, f"{int(rr.preference)} {_name(rr.exchange)}"))
+                continue
+            if rtype == "TXT":
+                parts = rr.rdata if isinstance(rr.rdata, list) else [rr.rdata]
+                text = "".join(p.decode("latin-1") if isinstance(p, bytes) else str(p) for p in parts)
+                records.append((_name(rr.rrname), rtype, text))
+                continue
             value = _name(rr.rdata) if rtype in ("CNAME", "NS") else str(rr.rdata if not isinstance(rr.rdata, bytes)
                                                                         else rr.rdata.decode("latin-1"))
             records.append((_name(rr.rrname), rtype, value))
-        out.append(DnsAnswer(n, q, int(dns.rcode), addr(h.src), addr(h.dst), records))
+        qtype = types.get(int(dns.qd[0].qtype), str(int(dns.qd[0].qtype))) if dns.qd else ""
+        out.append(DnsAnswer(n, q, int(dns.rcode), addr(h.src), addr(h.dst), records, qtype))
     return out
 
 

@@ -15,8 +15,9 @@ def registry() -> dict[str, type["Service"]]:
     from hostapps.exporters import MysqldExporter, NginxExporter, NodeExporter
     from hostapps.keepalived import Keepalived
     from hostapps.haproxy import HAProxy
+    from hostapps.mail import Mail
     from hostapps.mariadb import MariaDB
     from hostapps.nginx import Nginx
     from hostapps.prometheus import Prometheus
     return {cls.kind: cls for cls in (Dns, MariaDB, AppServer, Nginx, HAProxy, Keepalived, DbFailover,
-                                         Prometheus, NodeExporter, NginxExporter, MysqldExporter)}
+                                         Prometheus, NodeExporter, NginxExporter, MysqldExporter, Mail)}

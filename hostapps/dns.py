@@ -20,7 +20,9 @@ class Dns(Service):
                 "rndc": "bind9-utils", "dig": "bind9-dnsutils"}
     reload_signal = signal.SIGHUP
     defaults = {"zone": "foobar.com", "apex": "", "ns_ip": "", "cnames": {"www": "foobar.com."},
-                "a_records": {}, "ttl": 60, "extra_a": {}, "allow_update": []}
+                "a_records": {}, "ttl": 60, "extra_a": {}, "allow_update": [],
+                # mail for the zone: [[preference, exchange host name]] (MX), and TXT records of the apex (SPF)
+                "mx": [], "apex_txt": []}
 
     @property
     def conf(self) -> Path:
@@ -53,7 +55,7 @@ class Dns(Service):
         self.zonefile.write_text(render_template(
             "zone.j2", zone=o["zone"], ttl=o["ttl"], serial=int(time.time()),
             ns_ip=o["ns_ip"] or self.host.ips[0], apex=o["apex"], cnames=o["cnames"],
-            a_records=o["a_records"], extra_a=o["extra_a"]))
+            a_records=o["a_records"], extra_a=o["extra_a"], mx=o["mx"], apex_txt=o["apex_txt"]))
 
     def configure(self) -> None:
         super().configure()

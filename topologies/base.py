@@ -65,6 +65,7 @@ class ServiceSpec:
     kind: str
     options: dict[str, Any] = field(default_factory=dict)
     after: tuple[str, ...] = ()
+    standby: bool = False  # a spare host's service: configured at `up`, started by `weblab lb add`
 
     @property
     def name(self) -> str:
@@ -126,6 +127,15 @@ class Subnet:
 
 MAX_SERVERS = 16
 SERVER_COUNTS = tuple(range(1, MAX_SERVERS + 1))  # what `servers`, `web` and `app` may be
+
+
+SPARE_ROLE = "spare"  # a host built at `up` with its services stopped, for `weblab lb add`
+
+
+def spare_param() -> Param:
+    """`--param spare=N`: hosts built at `up`, services stopped, that `weblab lb add` puts in rotation."""
+    return Param(0, "spare servers built at up with their services stopped, for `weblab lb add` "
+                 f"(0..{MAX_SERVERS - 1})", tuple(range(MAX_SERVERS)), int)
 
 
 def footprint(servers: int) -> dict[str, int]:
@@ -286,10 +296,12 @@ class LabTopo(Topo):
                     return str(mine["ip"].ip)
         raise ValueError(f"{host} and {peer} share no network")
 
-    def add_service(self, host: str, kind: str, after: tuple[str, ...] | list[str] = (), **options: Any) -> None:
-        """Declare a service that starts once every service named in `after` ("kind@host") is ready;
-        teardown stops services in the reverse of declaration order."""
-        self.services.append(ServiceSpec(host, kind, options, tuple(after)))
+    def add_service(self, host: str, kind: str, after: tuple[str, ...] | list[str] = (), standby: bool = False,
+                    **options: Any) -> None:
+        """Declare a service that starts once every service named in `after` ("kind@host") is ready
+        (standby: not at `up`; a spare's service, started when the spare joins the pool); teardown stops
+        services in the reverse of declaration order."""
+        self.services.append(ServiceSpec(host, kind, options, tuple(after), standby))
 
     def check_services(self) -> None:
         """Every `after` names a declared service, and no service waits for itself through others."""
@@ -303,6 +315,11 @@ class LabTopo(Topo):
             if unknown:
                 raise ValueError(f"{self.design}: {name} waits for {', '.join(sorted(unknown))}, "
                                  f"which the design does not declare")
+        standby = {s.name for s in self.services if s.standby}
+        for s in self.services:
+            if not s.standby and set(s.after) & standby:
+                raise ValueError(f"{self.design}: {s.name} waits for standby service(s) "
+                                 f"{', '.join(sorted(set(s.after) & standby))}, which `up` does not start")
         done: set[str] = set()
         while len(done) < len(deps):
             ready = {n for n, w in deps.items() if n not in done and w <= done}
@@ -324,9 +341,21 @@ class LabTopo(Topo):
         return waves
 
     def add_dns(self, host: str, **extra: Any) -> None:
-        """The lab's authoritative DNS on host: apex -> entry point, www CNAME apex."""
+        """The lab's authoritative DNS on host: apex -> entry point, www CNAME apex; with a mail host, the
+        zone's MX names it (unless `mail_mx` is off) and SPF says only the MX sends for the domain."""
+        if MAIL in self.hosts():
+            if self.values.get("mail_mx", True):
+                extra.setdefault("mx", [[10, MAIL]])
+            extra.setdefault("apex_txt", ["v=spf1 mx -all"])
         self.add_service(host, "dns", zone=self.zone, apex=self.entry_address or Ref(self.entry),
                          cnames={"www": f"{self.zone}."}, a_records=HostTable(), **extra)
+
+    def add_mail(self, switch: str, net: "Subnet") -> None:
+        """The domain's mail host on the client-facing network (net): Postfix for @zone, and SMTP to it
+        admitted from that network only. Call it before add_dns (the zone's MX names it)."""
+        self.add_node(MAIL, MAIL, switch, net.ip(MAIL_HOST))
+        self.add_service(MAIL, "mail", domain=self.zone, hostname=f"{MAIL}.{self.zone}", port=SMTP_PORT)
+        self.rules.append(RuleSpec("mail-smtp", str(net.net), MAIL, "tcp", SMTP_PORT))
 
     def service_spec(self, host: str, kind: str) -> ServiceSpec | None:
         """The declaration of a kind of service on host, if the design has one."""
@@ -371,6 +400,19 @@ class LabTopo(Topo):
         return {"firewall": bool(self.firewall), "arp_inspection": bool(self.arp_inspection), "hosts": hosts,
                 "switches": [{"dpid": dpid_of(s), "name": s} for s in self.switches()],
                 "rules": rules}
+
+
+MAIL = "mail"
+SMTP_PORT = 25  # where other MTAs deliver (RFC 5321): the design's, not a choice of the daemon
+MAIL_HOST = 25  # the mail host's number on the client-facing network (below every server range there)
+
+
+def mail_params(default: bool) -> dict[str, Param]:
+    """`--param mail=...`: the domain's mail host; `mail_mx=false` leaves the MX record out of the zone."""
+    return {"mail": Param(default, "a mail host (Postfix) for @foobar.com, named by the zone's MX record",
+                          kind=bool),
+            "mail_mx": Param(True, "publish the MX record (false: senders fall back to the domain's A "
+                             "record, RFC 5321 5.1)", kind=bool)}
 
 
 ATTACKER = "attacker"

@@ -3,8 +3,9 @@
     client --+                          +-- server1 (nginx, app, MariaDB primary)
              |                          |
     dns -----s1 (front) --- lb1 --- s2 (back) -- server2 (nginx, app, MariaDB replica)
-      \\_______________________________/ |
-       (dns has a leg on both networks)  +-- server3 (with --param servers=3)
+      \\______|________________________/ |
+       (dns has| a leg on both networks)  +-- server3 (with --param servers=3)
+    mail ----+   (Postfix, the MX of foobar.com: on the client's network only)
 
 Client traffic crosses lb1's front link, backend traffic its back link: each can be captured alone.
 `--param attacker=front` adds an attacker host on the client network, `attacker=back` a rogue host
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import (ATTACKER, ATTACKER_HOST, SERVER_COUNTS, LabTopo, Param, Ref, RuleSpec, Subnet,
-                             attacker_param, cache_params, footprint, nginx_design_options, static_param)
+from topologies.base import (ATTACKER, ATTACKER_HOST, MAX_SERVERS, SERVER_COUNTS, SPARE_ROLE, LabTopo, Param, Ref,
+                             RuleSpec, Subnet, attacker_param, cache_params, footprint, mail_params,
+                             nginx_design_options, spare_param, static_param)
 
 FRONT, BACK = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
 
@@ -35,6 +37,8 @@ class Distributed(LabTopo):
         "check_fall": Param(3, "failed checks before a server is DOWN", kind=int),
         "check_rise": Param(2, "passed checks before a server is UP again", kind=int),
         "attacker": attacker_param(),
+        **mail_params(True),
+        "spare": spare_param(),
         "static": static_param(),
         **cache_params(),
     }
@@ -51,7 +55,15 @@ class Distributed(LabTopo):
         self.web = [f"server{i}" for i in range(1, p["servers"] + 1)]
         for i, name in enumerate(self.web, start=1):
             self.add_node(name, "web", s2, BACK.ip(10 + i))
+        if len(self.web) + p["spare"] > MAX_SERVERS:
+            raise ValueError(f"{self.design}: servers + spare must be <= {MAX_SERVERS}")
+        # Spares: built now, services stopped, known to the firewall; `weblab lb add` starts them.
+        self.spares = [f"server{i}" for i in range(len(self.web) + 1, len(self.web) + p["spare"] + 1)]
+        for i, name in enumerate(self.spares, start=len(self.web) + 1):
+            self.add_node(name, SPARE_ROLE, s2, BACK.ip(10 + i))
         self.entry = "lb1"
+        if p["mail"]:
+            self.add_mail(s1, FRONT)
         self.add_extra_hosts(s1, s2)
         if p["attacker"] != "none":  # known to the firewall as a host, allowed nothing but ARP, ICMP, DNS
             switch, net = {"front": (s1, FRONT), "back": (s2, BACK)}[p["attacker"]]
@@ -78,6 +90,14 @@ class Distributed(LabTopo):
                          after=[f"{k}@{n}" for n in self.web for k in ("webapp", "nginx")],
                          **self.lb_options())
         self.add_extra_services()
+        for i, name in enumerate(self.spares, start=len(self.web) + 1):  # as the servers, but standby
+            self.add_service(name, "mariadb", server_id=i, binlog=True, read_only=True, standby=True,
+                             buffer_pool_mb=lean["buffer_pool_mb"], replicate_from=Ref(primary),
+                             after=[f"mariadb@{primary}"])
+            self.add_service(name, "webapp", server_name=name, db_write=Ref(primary), workers=lean["app_workers"],
+                             standby=True)
+            self.add_service(name, "nginx", server_name=name, standby=True, **nginx_design_options(p),
+                             **self.nginx_options(name))
 
         self.rules += [
             RuleSpec("lb-http", "any", "lb1", "tcp", 80),

@@ -3,10 +3,12 @@
     client ---+
               |
     dns ------s1------ server1 (nginx :80 -> gunicorn 127.0.0.1:8000 -> mariadb 127.0.0.1:3306)
+              |
+    mail -----+        (Postfix for @foobar.com, with --param mail=true)
 """
 from __future__ import annotations
 
-from topologies.base import LabTopo, RuleSpec, Subnet, cache_params, nginx_design_options, static_param
+from topologies.base import LabTopo, RuleSpec, Subnet, cache_params, mail_params, nginx_design_options, static_param
 
 
 class OneServer(LabTopo):
@@ -14,7 +16,7 @@ class OneServer(LabTopo):
 
     design = "one-server"
     summary = "Nginx + app server + MariaDB on one host behind foobar.com (www CNAME)"
-    params = {"static": static_param(), **cache_params()}
+    params = {**mail_params(False), "static": static_param(), **cache_params()}
 
     def build(self, **p) -> None:
         lan = Subnet("10.0.0.0/24")
@@ -23,6 +25,8 @@ class OneServer(LabTopo):
         self.add_node("dns", "dns", s1, lan.ip(2))
         self.add_node("server1", "server", s1, lan.ip(11))
         self.entry = "server1"
+        if p["mail"]:
+            self.add_mail(s1, lan)
 
         self.add_dns("dns")
         self.add_service("server1", "mariadb")

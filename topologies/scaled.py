@@ -3,6 +3,7 @@ database tiers, each on its own hosts so each scales and fails on its own.
 
                             VIP 10.0.0.9 (VRRP)
     client --s1 (front)-- lb1, lb2 (HAProxy + keepalived) --s2 (back)-- web1..N (nginx)
+    mail ---+ (Postfix: MX of foobar.com)
                                                                     +-- app1..M (gunicorn)
                                                                     +-- db1 (primary), db2 (replica)
                                                                     +-- monitor (Prometheus, failover manager)
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import (ATTACKER, ATTACKER_HOST, SERVER_COUNTS, Cert, LabTopo, Param, Ref, RuleSpec,
-                             attacker_param, footprint, https_params, nginx_design_options, static_param,
+from topologies.base import (ATTACKER, ATTACKER_HOST, MAX_SERVERS, SERVER_COUNTS, SPARE_ROLE, Cert, LabTopo, Param,
+                             Ref, RuleSpec, attacker_param, footprint, https_params, mail_params,
+                             nginx_design_options, spare_param, static_param,
                              tls_hardening)
 from topologies.distributed import BACK, FRONT
 from topologies.secured import add_monitoring
@@ -43,8 +45,10 @@ class Scaled(LabTopo):
         "monitoring": Param(True, "Prometheus on monitor + exporters on every server", kind=bool),
         "qps_alert": Param(50.0, "QPS above which the HighQPS alert fires", kind=float),
         "attacker": attacker_param(),
+        "spare": spare_param(),
         "static": static_param(),
         **https_params(),
+        **mail_params(True),
     }
 
     def build(self, **p: Any) -> None:
@@ -63,11 +67,18 @@ class Scaled(LabTopo):
         app = [f"app{i}" for i in range(1, p["app"] + 1)]
         for i, name in enumerate(web, start=1):
             self.add_node(name, "web", s2, BACK.ip(WEB_BASE + i))
+        if p["web"] + p["spare"] > MAX_SERVERS:  # spares take the web addresses after the web servers'
+            raise ValueError(f"{self.design}: web + spare must be <= {MAX_SERVERS}")
+        spares = [f"web{i}" for i in range(p["web"] + 1, p["web"] + p["spare"] + 1)]
+        for i, name in enumerate(spares, start=p["web"] + 1):
+            self.add_node(name, SPARE_ROLE, s2, BACK.ip(WEB_BASE + i))
         for i, name in enumerate(app, start=1):
             self.add_node(name, "app", s2, BACK.ip(APP_BASE + i))
         self.add_node("db1", "db", s2, BACK.ip(DB_BASE + 1))
         self.add_node("db2", "db", s2, BACK.ip(DB_BASE + 2))
         self.add_node("monitor", "monitor", s2, BACK.ip(50))
+        if p["mail"]:
+            self.add_mail(s1, FRONT)
         if p["attacker"] != "none":
             switch, net = {"front": (s1, FRONT), "back": (s2, BACK)}[p["attacker"]]
             self.add_node(ATTACKER, ATTACKER, switch, net.ip(ATTACKER_HOST))
@@ -86,6 +97,9 @@ class Scaled(LabTopo):
         for name in web:
             self.add_service(name, "nginx", server_name=name, **nginx_design_options(p), app=[f"{BACK.ip(APP_BASE + i)}:{APP_PORT}"
                                                                    for i in range(1, len(app) + 1)])
+        for name in spares:  # a spare web server: configured now, started by `weblab lb add`
+            self.add_service(name, "nginx", server_name=name, standby=True, **nginx_design_options(p),
+                             app=[f"{BACK.ip(APP_BASE + i)}:{APP_PORT}" for i in range(1, len(app) + 1)])
         servers = [{"name": n, "address": Ref(n), "port": 80, "backup": False} for n in web]
         for i, lb in enumerate(lbs):
             self.add_service(lb, "haproxy", algorithm=p["algorithm"], inter=p["check_inter"],

@@ -56,13 +56,13 @@ def clean_run(run_id: str) -> tuple[list[str], Path | None]:
     """Clean one run that has no live holder; returns (leftovers, where its logs were kept)."""
     run_dir = paths.run_dir(run_id)
     if not run_dir.exists():
-        raise WeblabError(f"no run {run_id} under {paths.RUN_ROOT}")
+        raise WeblabError(f"no lab {run_id} under {paths.RUN_ROOT}")
     try:
         state = RunState.load(run_id)
     except (FileNotFoundError, ValueError):
         state = RunState(run_id, {"run_id": run_id})
     if state.holder_alive():
-        raise WeblabError(f"run {run_id} is still running (pid {state.holder.pid}); "
+        raise WeblabError(f"lab {run_id} is still running (pid {state.holder.pid}); "
                           f"stop it with: sudo weblab down")
     leftovers = sweep(state)
     kept = keep_logs(run_dir, run_id)

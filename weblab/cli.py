@@ -119,7 +119,7 @@ def cmd_up(args) -> int:
         return up_interactive(kw)
     from weblab import supervisor
     run_id = new_run_id()
-    print(f"*** starting {kw['design']}{scenario_words(kw)} (run {run_id}) ...", flush=True)
+    print(f"*** starting {kw['design']}{scenario_words(kw)} (lab {run_id}) ...", flush=True)
     print(describe(supervisor.launch(kw, run_id, args.timeout)))
     print("*** try: weblab exec client -- curl -s http://www.foobar.com/   stop: sudo weblab down")
     return 0
@@ -130,7 +130,7 @@ def up_interactive(kw: dict[str, Any]) -> int:
     lab = Lab(**kw)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
-    print(f"*** starting {kw['design']}{scenario_words(kw)} (run {lab.run_id}) ...", flush=True)
+    print(f"*** starting {kw['design']}{scenario_words(kw)} (lab {lab.run_id}) ...", flush=True)
     with lab:
         print(describe(lab.state))
         print("*** type `client curl http://www.foobar.com/`, `help`, or `exit` to stop the lab")
@@ -158,7 +158,7 @@ def describe(state) -> str:
     from weblab.core import cores
     from weblab.datapath import summary
     why = state.data.get("datapath_reason", "?")
-    lines = [f"run {state.run_id}: design {state.design}"
+    lines = [f"lab {state.run_id}: design {state.design}"
              + (f", scenario {state.scenario}" if state.scenario else "")
              + f" ({state.status}), datapath {summary(state.datapath, why) if state.datapath else None}"]
     services: dict[str, list[str]] = {}
@@ -188,7 +188,9 @@ def cmd_status(args) -> int:
         print(f"  link {line}")
     for s in state.services:
         edited = f" [config edited: {', '.join(s.edited)}]" if s.edited else ""
-        print(f"  {s.kind}@{s.host}: {'up' if s.alive() else 'DOWN'} (log {s.log}){edited}")
+        spare = not s.alive() and state.hosts.get(s.host) is not None and state.hosts[s.host].role == "spare"
+        shown = "up" if s.alive() else (f"stopped (a spare: weblab lb add {s.host})" if spare else "DOWN")
+        print(f"  {s.kind}@{s.host}: {shown} (log {s.log}){edited}")
     from weblab import attack, firewall
     for line in firewall.status_lines(state):
         print(f"  {line}")
@@ -221,11 +223,12 @@ def cmd_down(args) -> int:
             return cmd_clean(args)
         print("no lab is running")
         return 0
-    print(f"*** stopping {state.design} (run {state.run_id}) ...", flush=True)
     from weblab import attack
     for name in attack.stop_all(state):  # an attack undoes itself (ARP caches, sysctls) while the lab is up
-        print(f"*** stopped {name}")
-    running.stop(state, args.timeout)
+        print(f"*** stopped {name}", flush=True)
+    # said once the holder has the request: from then on the teardown goes on even if this command dies
+    running.stop(state, args.timeout,
+                 signalled=lambda: print(f"*** stopping {state.design} (lab {state.run_id}) ...", flush=True))
     print("*** stopped; nothing left behind")
     return 0
 
@@ -238,7 +241,7 @@ def cmd_clean(args) -> int:
         print("nothing to clean")
     status = 0
     for run_id, leftovers, kept in done:
-        print(f"cleaned run {run_id}" + (f"; its logs are kept in {kept}" if kept else ""))
+        print(f"cleaned lab {run_id}" + (f"; its logs are kept in {kept}" if kept else ""))
         for item in leftovers:
             print(f"  could not remove: {item}")
             status = 1
@@ -390,6 +393,13 @@ def cmd_lb(args) -> int:
         return 0
     if not args.server:
         raise WeblabError(f"weblab lb {args.action} SERVER (servers: weblab lb show)")
+    if args.action in ("add", "remove"):  # every load balancer of the design, through the lab itself
+        from weblab import control
+        reply = control.request(running.current(), {"op": f"lb-{args.action}", "server": args.server}, timeout=90)
+        steps = ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in reply["steps"].items())
+        print(f"{args.server}: {'added to' if args.action == 'add' else 'removed from'} the pool of "
+              f"{', '.join(reply['load_balancers'])} ({steps}; firewall rules: {', '.join(reply['rules']) or 'none'})")
+        return 0
     set_server_state(sock, args.server, args.action)
     print(f"{args.server}: {args.action} on {lb.host}")
     return 0
@@ -486,6 +496,24 @@ def cmd_sql(args) -> int:
     full = running.sql_argv(running.current(), args.host, " ".join(words) or None)
     os.execvp(full[0], full)
     return 127
+
+
+def cmd_mail(args) -> int:
+    from weblab import mail
+    if args.action == "send":
+        mail.check_address(args.to, "--to")  # before anything is asked of a lab
+        mail.check_address(args.sender, "--from")
+    need_root("mail")
+    from weblab import running
+    live = running.Attached(running.current())
+    if args.action == "send":
+        sent = mail.send(live, args.to, args.subject, args.body, args.sender, args.server)
+        print(sent.transcript.rstrip())
+        print(f"*** Message-ID {sent.message_id}: " + ("accepted" if sent.returncode == 0 else
+                                                        f"not delivered (swaks exit {sent.returncode})"))
+        return 0 if sent.returncode == 0 else 1
+    print(mail.format_messages(*mail.mailbox(live, args.user)))
+    return 0
 
 
 def cmd_check(args) -> int:
@@ -625,8 +653,8 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--timeout", type=positive(float), default=60)
     down.set_defaults(fn=cmd_down)
 
-    cl = sub.add_parser("clean", help="remove what a crashed run left (by its run id only)")
-    cl.add_argument("run_id", nargs="?")
+    cl = sub.add_parser("clean", help="remove what a crashed lab left (by its lab id only)")
+    cl.add_argument("run_id", nargs="?", metavar="LAB_ID")
     cl.add_argument("--force", action="store_true", help="also stop a live but stuck supervisor")
     cl.set_defaults(fn=cmd_clean)
 
@@ -656,6 +684,19 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("host")
     sq.add_argument("statement", nargs=argparse.REMAINDER, help="SQL to run (none: an interactive prompt)")
     sq.set_defaults(fn=cmd_sql)
+
+    ml = sub.add_parser("mail", help="send mail from the client (swaks, MX lookup) or show a mailbox: "
+                        "weblab mail send --to admin@foobar.com --subject S | weblab mail show admin")
+    mls = ml.add_subparsers(dest="action", required=True)
+    mlsend = mls.add_parser("send", help="swaks on the client host; it resolves the MX itself")
+    mlsend.add_argument("--to", required=True, help="recipient, e.g. admin@foobar.com")
+    mlsend.add_argument("--subject", required=True)
+    mlsend.add_argument("--body", default="")
+    mlsend.add_argument("--from", dest="sender", default="student@client.example")
+    mlsend.add_argument("--server", default=None, help="deliver to this host instead of the MX (e.g. to test relaying)")
+    mlshow = mls.add_parser("show", help="the messages in a mailbox of the lab's mail host")
+    mlshow.add_argument("user", help="mailbox, e.g. admin")
+    ml.set_defaults(fn=cmd_mail)
 
     ck = sub.add_parser("check", help="grade the running lab against an exercise: weblab check NAME|FILE")
     ck.add_argument("exercise")
@@ -720,8 +761,9 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--duration", type=float, help="seconds (default 300, at most 600)")
     att.set_defaults(fn=cmd_attack)
 
-    lbp = sub.add_parser("lb", help="the load balancer's backends: show, or drain|ready|maint SERVER")
-    lbp.add_argument("action", choices=("show", "drain", "ready", "maint"))
+    lbp = sub.add_parser("lb", help="the load balancer's backends: show, drain|ready|maint SERVER, or "
+                                    "add|remove SERVER (a spare, on every load balancer)")
+    lbp.add_argument("action", choices=("show", "drain", "ready", "maint", "add", "remove"))
     lbp.add_argument("server", nargs="?")
     lbp.add_argument("--lb", help="which load balancer host (default: the first)")
     lbp.set_defaults(fn=cmd_lb)

@@ -16,6 +16,9 @@ Every lab serves it while it runs (detached supervisor, interactive CLI, `weblab
   {"op": "install-config", "host": H, "kind": K[, "file": F]}  the daemon's dry run on the draft; if it
                                                          passes, install it and reload the daemon
   {"op": "reload-config", "host": H, "kind": K}         dry run of the files as they are, then reload
+  {"op": "lb-add", "server": S}                          a spare host joins every load balancer's pool:
+                                                         firewall rules, its services, HAProxy runtime API
+  {"op": "lb-remove", "server": S}                       drain it everywhere, delete it, stop its services
 
 Every reply has "ok", and "error" when ok is false. The operations are the Lab's own methods, the
 ones `weblab run` calls in-process, so both paths do the same thing.
@@ -80,10 +83,12 @@ class ControlServer:
         fn = {"status": self._status, "service": self._service, "spawn": self._spawn,
               "stop-process": self._stop_process, "link": self._link, "config": self._config,
               "edit-begin": self._edit_begin, "edit-abort": self._edit_abort,
-              "install-config": self._install_config, "reload-config": self._reload_config}.get(op)
+              "install-config": self._install_config, "reload-config": self._reload_config,
+              "lb-add": self._lb_add, "lb-remove": self._lb_remove}.get(op)
         if fn is None:
             return {"ok": False, "error": f"unknown op {op!r}; ops: status, service, spawn, stop-process, link, "
-                                          f"config, edit-begin, edit-abort, install-config, reload-config"}
+                                          f"config, edit-begin, edit-abort, install-config, reload-config, "
+                                          f"lb-add, lb-remove"}
         try:
             with self.lock:
                 return {"ok": True, **fn(req)}
@@ -185,6 +190,14 @@ class ControlServer:
             pass
         return {"pid": pid, "alive": ref.alive()}
 
+    def _lb_add(self, req: dict[str, Any]) -> dict[str, Any]:
+        from hostapps import pool
+        return pool.add(self.lab, str(req["server"]), on_service=self._record)
+
+    def _lb_remove(self, req: dict[str, Any]) -> dict[str, Any]:
+        from hostapps import pool
+        return pool.remove(self.lab, str(req["server"]), on_service=self._record)
+
     def _link(self, req: dict[str, Any]) -> dict[str, Any]:
         state = req["state"]
         if state not in ("up", "down"):
@@ -197,7 +210,7 @@ def request(state: RunState, obj: dict[str, Any], timeout: float = 60.0) -> dict
     """One request to a running lab's control socket; a refusal or no answer is a WeblabError."""
     sock = state.control_socket
     if sock is None or not sock.exists():
-        raise WeblabError(f"run {state.run_id} has no control socket (it is still starting, or it was "
+        raise WeblabError(f"lab {state.run_id} has no control socket (it is still starting, or it was "
                           f"started by an older weblab)")
     try:
         reply = jsonline.request(str(sock), obj, timeout=timeout)

@@ -54,8 +54,8 @@ def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None =
         values = design_cls.resolve_params(params)
     except ValueError as e:
         raise WeblabError(str(e)) from None
-    topo = build_topo(design_cls, values, scenario)
     try:
+        topo = build_topo(design_cls, values, scenario)
         topo.check_services()
     except ValueError as e:
         raise WeblabError(str(e)) from None
@@ -76,7 +76,7 @@ def preflight(design_cls, params: dict[str, Any], cpu: dict[str, float] | None =
                           f"{design_cls.design})")
     leftovers = clean.crashed_runs()
     if leftovers:
-        raise WeblabError(f"run {leftovers[0]} did not shut down cleanly; remove what it left with: "
+        raise WeblabError(f"lab {leftovers[0]} did not shut down cleanly; remove what it left with: "
                           f"sudo weblab clean")
     return values
 
@@ -195,6 +195,10 @@ class Lab:
         specs = self.topo.services
         made = {s.name: self._make_service(s) for s in specs}  # configs and certificates, one at a time
         self.started_services = [made[s.name] for s in specs]  # teardown stops them in reverse, started or not
+        for spec in specs:  # a spare's services: recorded (status shows them stopped), started by `lb add`
+            if spec.standby:
+                self.state.add_service(spec.host, spec.kind, made[spec.name].dir, made[spec.name].log, None)
+        specs = [s for s in specs if not s.standby]
         done: set[str] = set()
         pending = list(specs)
         failures: list[BaseException] = []

@@ -62,5 +62,5 @@ def running_message(holder: dict | None) -> str:
     """The error for a second lab."""
     if not holder:
         return "another lab is running; stop it first with: sudo weblab down"
-    return (f"a lab is already running: {holder.get('design')} (run {holder.get('run_id')}, "
+    return (f"a lab is already running: {holder.get('design')} (lab {holder.get('run_id')}, "
             f"pid {holder.get('pid')}); stop it first with: sudo weblab down")

@@ -18,7 +18,8 @@ RUNTIME = {  # every lab: switches, hosts, their configuration, readiness probes
 PKI = {"openssl": "openssl"}  # designs with HTTPS make a CA per run
 # what `weblab run`, capture, sniff and the experiments' tools start inside hosts
 TOOLS = {"tcpdump": "tcpdump", "wrk": "wrk", "iperf3": "iperf3", "nmap": "nmap", "dig": "bind9-dnsutils",
-         "nft": "nftables"}  # the attack tools redirect to their proxy with nftables
+         "nft": "nftables",  # the attack tools redirect to their proxy with nftables
+         "swaks": "swaks"}   # the client's mail sender (weblab mail send, C26); MX lookups need libnet-dns-perl
 
 
 def for_design(design_cls: type, params: dict[str, Any] | None = None) -> dict[str, str]:

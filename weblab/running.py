@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 from weblab.core import paths
 from weblab.core.errors import WeblabError
@@ -45,12 +46,15 @@ def exec_in_host(state: RunState, host: str, argv: list[str]) -> None:
     os.execvp(full[0], full)
 
 
-def stop(state: RunState, timeout: float) -> None:
-    """Ask the lab's holder to tear it down and wait (bounded) until it has; an error if it did not."""
+def stop(state: RunState, timeout: float, signalled: Callable[[], None] | None = None) -> None:
+    """Ask the lab's holder to tear it down (then call `signalled`) and wait (bounded) until it has;
+    an error if it did not."""
     holder = state.holder
     if holder is None:
-        raise WeblabError(f"run {state.run_id} has no holder; remove it with: sudo weblab clean")
+        raise WeblabError(f"lab {state.run_id} has no holder; remove it with: sudo weblab clean")
     holder.signal(signal.SIGTERM)
+    if signalled is not None:
+        signalled()
     if not wait_gone(holder, timeout):
         raise WeblabError(f"the lab's holder (pid {holder.pid}) did not stop within {timeout:.0f} s; "
                           f"force it with: sudo weblab clean --force")

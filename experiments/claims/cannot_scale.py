@@ -64,7 +64,8 @@ class CannotScale(Experiment):
                 "fractions": [0.25, 0.5, 0.75, 0.9, 1.1, 1.3, 1.6, 2.0], "rates": None,
                 "point_s": 8.0, "warmup_s": 1.0, "timeout": 5.0, "max_inflight": 256,
                 "keepup": 0.95, "gen_accuracy": 0.98, "plateau_growth": 0.10, "overload": 0.8, "knee": 5.0,
-                "servers": [1, 2, 3], "dist_cpu": 0.1, "confirm_fraction": 0.9, "confirm_s": 5.0, "ratio_2": 1.8, "ratio_3": 2.6}
+                "servers": [1, 2, 3], "dist_cpu": 0.1, "machine_share": 0.5, "confirm_fraction": 0.9, "confirm_s": 5.0,
+                "ratio_2": 1.8, "ratio_3": 2.6, "ratio_4": 3.4, "ratio_8": 6.4}
     checks = (
         gate("low_achieved_fraction", ">=", P("keepup"), "throughput / offered load at the lowest load", "%",
              cases=("one-server",), fail="the server did not keep up even at the lowest load"),
@@ -89,6 +90,10 @@ class CannotScale(Experiment):
               cases=("distributed-1", "distributed-2")),
         Check("capacity_ratio_3", ">=", P("ratio_3"), "capacity with 3 servers / with 1", "x", across=True,
               cases=("distributed-1", "distributed-3")),
+        Check("capacity_ratio_4", ">=", P("ratio_4"), "capacity with 4 servers / with 1", "x", across=True,
+              cases=("distributed-1", "distributed-4")),
+        Check("capacity_ratio_8", ">=", P("ratio_8"), "capacity with 8 servers / with 1", "x", across=True,
+              cases=("distributed-1", "distributed-8")),
     )
     figures = {
         "one-server.capacity_rps": Figure("peak throughput of one CPU-limited server", "req/s", rel_tol=0.3),
@@ -98,6 +103,8 @@ class CannotScale(Experiment):
         "distributed-3.capacity_rps": Figure("capacity behind HAProxy, 3 servers", "req/s", rel_tol=0.3),
         "capacity_ratio_2": Figure("capacity with 2 servers / with 1", "x", rel_tol=0.1),
         "capacity_ratio_3": Figure("capacity with 3 servers / with 1", "x", rel_tol=0.1),
+        "capacity_ratio_4": Figure("capacity with 4 servers / with 1", "x", rel_tol=0.1),
+        "capacity_ratio_8": Figure("capacity with 8 servers / with 1", "x", rel_tol=0.1),
     }
     summary = ("one CPU-limited server's throughput plateaued at {one-server.capacity_rps} while its p99 rose "
                "{one-server.p99_ratio_top_low} from the lowest to the highest offered load",
@@ -110,7 +117,7 @@ class CannotScale(Experiment):
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
         return [Case("one-server", "one-server", self.lab_params(params))] + [
             Case(f"distributed-{n}", "distributed",
-                 {"params": {"servers": n}, "cpu": {f"server{i}": params["dist_cpu"] for i in range(1, n + 1)}})
+                 {"params": {"servers": n}, "cpu": {f"server{i}": server_cpu(params) for i in range(1, n + 1)}})
             for n in params["servers"]]
 
     def procedure(self, p: dict[str, Any]) -> str:
@@ -118,7 +125,8 @@ class CannotScale(Experiment):
                 f"/work?ms={p['work_ms']} ({p['calib_s']} s, {p['calib_connections']} connections), then open-loop "
                 f"loads at {p['fractions']} of it, {p['point_s']:g} s each (latency from the scheduled send, the "
                 f"first {p['warmup_s']:g} s not judged); R = the highest offered load. distributed (every server "
-                f"CPU-limited to {p['dist_cpu']:g} of the machine, so that 3 servers stay well inside its cores): "
+                f"CPU-limited to {server_cpu(p):g} of the machine: {p['dist_cpu']:g}, or less so that the most "
+                f"servers together get at most {p['machine_share']:g} of it): "
                 f"capacity = wrk closed-loop ok req/s ({p['calib_s']} s, {p['calib_connections']} connections) with "
                 f"{', '.join(map(str, p['servers']))} servers, each confirmed open-loop at "
                 f"{p['confirm_fraction']:.0%} of it for {p['confirm_s']:g} s")
@@ -247,7 +255,7 @@ class CannotScale(Experiment):
                 if name.startswith("distributed-")}
         if not caps:
             return {}
-        ratios = {f"capacity_ratio_{n}": rounded(caps[n] / caps[1], 3) for n in (2, 3)
+        ratios = {f"capacity_ratio_{n}": rounded(caps[n] / caps[1], 3) for n in (2, 3, 4, 8)
                   if caps.get(n) is not None and caps.get(1)}
         return {**ratios, "capacity_ratios": len(ratios)}
 
@@ -268,4 +276,10 @@ def capacity_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path | No
     return plots.grouped_bars({f"{n} server(s)": {"capacity (ok req/s)": c, **({"linear: n x capacity(1)": one * int(n)} if one else {})}
                                for n, c in sorted(caps.items())}, out,
                               f"C3 cannot-scale: capacity behind HAProxy, /work?ms={params['work_ms']}, "
-                              f"cpu {params['dist_cpu']:g} of the machine per server", "req/s")
+                              f"cpu {server_cpu(params):g} of the machine per server", "req/s")
+
+
+def server_cpu(params: dict[str, Any]) -> float:
+    """Each distributed server's CPU quota: dist_cpu, lowered so that N x quota <= machine_share for the
+    largest N, and the same for every N (the ratios compare servers of one size)."""
+    return round(min(float(params["dist_cpu"]), float(params["machine_share"]) / max(params["servers"])), 4)

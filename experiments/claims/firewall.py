@@ -24,6 +24,8 @@ LISTENERS, POLICY, FW_BEFORE, FW_AFTER = "listeners.json", "policy.json", "firew
 DATABASE_PORTS = (MariaDB.defaults["port"],)
 ADMIN_PORTS = (HAProxy.defaults["stats_port"],)  # HAProxy stats/admin page
 EXTRA_TCP = (22, 8080)                       # common ports nothing should listen on: must never be open
+MAIL = "mail"                                # the domain's mail host (C26): SMTP from the client network is intended
+INTENDED_FROM_CLIENT = ["lb1:80", "lb1:443", f"{MAIL}:25"]  # the site (HTTP, HTTPS) and the MX host (SMTP)
 
 
 @register
@@ -44,7 +46,7 @@ class Firewall(Experiment):
         gate("server1_listening_without_rule", ">=", 1, "listening ports server1 reaches that no allow rule grants "
              "it", cases=("firewall-on",), fail="no listening port lacks a rule for server1: lateral movement "
              "cannot be tested"),
-        Check("open_from_client", "==", ["lb1:80", "lb1:443"], "ports open from the client", cases=("firewall-on",)),
+        Check("open_from_client", "==", INTENDED_FROM_CLIENT, "ports open from the client", cases=("firewall-on",)),
         Check("server1_open_without_rule", "==", 0, "ports open from server1 that no allow rule grants it",
               cases=("firewall-on",)),
         Check("database_open", ">=", 1, f"database ports ({', '.join(map(str, DATABASE_PORTS))}) open from a source",
@@ -66,12 +68,13 @@ class Firewall(Experiment):
                "{firewall-on.server1_open_without_rule:count} ports that no rule grants it")
 
     def all_cases(self, params: dict[str, Any]) -> list[Case]:
-        return [Case(f"firewall-{'on' if on else 'off'}", "secured", {"params": {"monitoring": False}, "firewall": on})
+        return [Case(f"firewall-{'on' if on else 'off'}", "secured", {"params": {"monitoring": False, "mail": True},
+                                                                     "firewall": on})
                 for on in (False, True)]
 
     def procedure(self, p: dict[str, Any]) -> str:
         return ("scans (Scapy SYN scan; nmap -sS must agree on which ports are open) of every TCP port that listens "
-                "on any host (ss) plus 22 and 8080, from client against lb1 and every server, and from server1 "
+                "on any host (ss) plus 22 and 8080, from client against lb1, every server and the mail host, and from server1 "
                 "against lb1, the other servers and dns; the firewall off and on")
 
     # --- run ------------------------------------------------------------------------------------
@@ -83,7 +86,8 @@ class Firewall(Experiment):
         tcp = sorted({p["port"] for ls in listeners.values() for p in ls if p["proto"] == "tcp"} | set(EXTRA_TCP))
         udp = sorted({p["port"] for ls in listeners.values() for p in ls if p["proto"] == "udp"})
         servers = sorted(h for h in lab.hosts() if h.startswith("server"))
-        plan = {CLIENT: ["lb1", *servers], INSIDER: ["lb1", *[s for s in servers if s != INSIDER], "dns"]}
+        mail = [MAIL] if MAIL in lab.hosts() else []  # on the client's network only: server1 has no route to it
+        plan = {CLIENT: ["lb1", *servers, *mail], INSIDER: ["lb1", *[s for s in servers if s != INSIDER], "dns"]}
         for src, targets in plan.items():
             spec = [f"{t}={address_for(lab, t, src)}" for t in targets]
             (out / f"targets-{src}.json").write_text(json.dumps(dict(s.split("=") for s in spec)) + "\n")

@@ -30,6 +30,6 @@ def test_killed_supervisor_then_clean_leaves_nothing():
     refused = weblab("up", "one-server", "--detach", check=False)
     assert refused.returncode == 2 and "weblab clean" in refused.stderr
     out = weblab("clean")
-    assert re.search(rf"cleaned run {state['run_id']}", out.stdout)
+    assert re.search(rf"cleaned lab {state['run_id']}", out.stdout)
     assert leftovers(state) == []
     assert not set(taps) & interfaces_everywhere()

@@ -47,7 +47,7 @@ def _clean_leaves_nothing(state: dict) -> None:
     status = weblab("status", check=False)
     assert "weblab clean" in status.stdout, status.stdout
     out = weblab("clean")
-    assert f"cleaned run {state['run_id']}" in out.stdout
+    assert f"cleaned lab {state['run_id']}" in out.stdout
     assert leftovers(state) == []
     assert not lock.is_held(), "the lab lock outlived its holder"
 

@@ -19,7 +19,8 @@ def can_connect(src: str, ip: str, port: int, source_port: int | None = None) ->
 
 def show() -> dict[str, int]:
     out = weblab("firewall", "show").stdout
-    rows = [l.split() for l in out.splitlines()[2:] if l and not l.startswith("(")]
+    lines = out.splitlines()[2:]  # the rules' rows end with the default deny; ARP inspection's lines follow
+    rows = [l.split() for l in lines[:next(i for i, l in enumerate(lines) if l.startswith("(default deny)"))]]
     return {r[0]: int(r[-2]) for r in rows}
 
 

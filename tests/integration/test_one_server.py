@@ -70,7 +70,7 @@ def test_exec_passes_exit_code_and_unknown_host_is_an_error(detached_lab):
 def test_second_lab_is_refused_naming_the_running_one(detached_lab):
     res = weblab("up", "one-server", "--detach", check=False)
     assert res.returncode == 2
-    assert f"run {detached_lab['run_id']}" in res.stderr and "weblab down" in res.stderr
+    assert f"lab {detached_lab['run_id']}" in res.stderr and "weblab down" in res.stderr
 
 
 def test_hosts_resolver_is_private_to_the_lab(detached_lab):

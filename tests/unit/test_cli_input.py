@@ -80,6 +80,10 @@ def test_service_and_link_verbs_need_a_running_lab(roots, capsys):
     assert "no lab is running" in capsys.readouterr().err
     assert cli.main(["link", "server1", "s1", "down"]) == 2
     assert "no lab is running" in capsys.readouterr().err
+    for action in ("add", "remove"):  # `weblab lb add|remove SERVER`: nothing to grow without a lab
+        assert cli.main(["lb", action, "server3"]) == 2
+        err = capsys.readouterr().err
+        assert "no lab is running" in err and err.count("\n") == 1
 
 
 def test_a_reader_that_leaves_early_is_no_error():

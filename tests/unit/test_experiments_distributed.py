@@ -206,6 +206,26 @@ def test_cannot_scale_ratio_borderlines(tmp_path: Path) -> None:
     assert v.verdict == "refuted" and any("NO" in r for r in v.reasons)
 
 
+def test_cannot_scale_with_4_and_8_servers_judges_their_ratios(tmp_path: Path) -> None:
+    v = scale(tmp_path / "a", {1: 10, 2: 19, 4: 34, 8: 64})           # exactly 3.4x and 6.4x
+    assert v.verdict == "supported", v.reasons
+    assert (v.measured["capacity_ratio_4"], v.measured["capacity_ratio_8"]) == (3.4, 6.4)
+    assert "capacity_ratio_3" not in v.measured                         # no 3-server case, nothing judged
+    v = scale(tmp_path / "b", {1: 10, 2: 19, 4: 34, 8: 60})            # 6.0x with 8
+    assert v.verdict == "refuted" and any("8 servers" in r and "NO" in r for r in v.reasons), v.reasons
+
+
+def test_cannot_scale_quota_keeps_the_largest_pool_within_half_the_machine() -> None:
+    from experiments.claims.cannot_scale import server_cpu
+    exp = registry.get("cannot-scale")
+    assert server_cpu(exp.params()) == 0.1                              # 3 x 0.1 <= 0.5: the default stays
+    big = exp.params({"servers": [1, 2, 4, 8]})
+    assert server_cpu(big) == 0.0625                                    # 8 x 0.0625 = 0.5
+    cases = exp.all_cases(big)
+    assert [c.name for c in cases] == ["one-server", "distributed-1", "distributed-2", "distributed-4", "distributed-8"]
+    assert {q for c in cases[1:] for q in c.lab_params["cpu"].values()} == {0.0625}  # one size for every N
+
+
 def test_cannot_scale_inconclusive_when_capacity_not_confirmed_open_loop(tmp_path: Path) -> None:
     v = scale(tmp_path, {1: 40, 2: 80, 3: 120}, keep=0.5)  # 3 servers: a quarter of the confirm point unanswered
     assert v.verdict == "inconclusive", v.reasons

@@ -19,8 +19,8 @@ from topologies.base import mac_for  # noqa: E402
 
 T0 = 1_700_000_000.0
 IPS = {"client": ["10.0.0.100"], "dns": ["10.0.0.2", "10.0.1.2"], "lb1": ["10.0.0.10", "10.0.1.10"],
-       "server1": ["10.0.1.11"], "server2": ["10.0.1.12"]}
-ROLES = {"client": "client", "dns": "dns", "lb1": "lb", "server1": "web", "server2": "web"}
+       "server1": ["10.0.1.11"], "server2": ["10.0.1.12"], "mail": ["10.0.0.25"]}
+ROLES = {"client": "client", "dns": "dns", "lb1": "lb", "server1": "web", "server2": "web", "mail": "mail"}
 RULES = [{"id": "arp", "src": "any", "dst": "any", "proto": "arp", "action": "allow"},
          {"id": "icmp", "src": "any", "dst": "any", "proto": "icmp", "action": "allow"},
          {"id": "dns-udp", "src": "any", "dst": "role:dns", "proto": "udp", "port": 53, "action": "allow"},
@@ -28,21 +28,22 @@ RULES = [{"id": "arp", "src": "any", "dst": "any", "proto": "arp", "action": "al
          {"id": "lb-http", "src": "any", "dst": "lb1", "proto": "tcp", "port": 80, "action": "allow"},
          {"id": "lb-https", "src": "any", "dst": "lb1", "proto": "tcp", "port": 443, "action": "allow"},
          {"id": "lb-to-web", "src": "lb1", "dst": "role:web", "proto": "tcp", "port": 80, "action": "allow"},
-         {"id": "app-to-primary-db", "src": "role:web", "dst": "server1", "proto": "tcp", "port": 3306, "action": "allow"}]
+         {"id": "app-to-primary-db", "src": "role:web", "dst": "server1", "proto": "tcp", "port": 3306, "action": "allow"},
+         {"id": "mail-smtp", "src": "10.0.0.0/24", "dst": "mail", "proto": "tcp", "port": 25, "action": "allow"}]
 # a whole policy document, as the lab hands the controller one (the claim judges with the controller's model)
 POLICY = {"firewall": True,
           "hosts": [{"name": h, "role": ROLES[h], "ips": [ip], "mac": mac_for(ip), "dpid": 1 if ip.startswith("10.0.0.") else 2,
                      "port": n} for n, (h, ip) in enumerate(((h, ip) for h, ips in IPS.items() for ip in ips), start=1)],
           "switches": [{"dpid": 1, "name": "s1"}, {"dpid": 2, "name": "s2"}], "rules": RULES}
-LISTEN = {"client": [], "lb1": [80, 443, 8404], "server1": [80, 3306], "server2": [80, 3306], "dns": [53]}
-TCP_PORTS = [22, 53, 80, 443, 3306, 8000, 8080, 8404]
-TARGETS = {"client": {"lb1": "10.0.0.10", "server1": "10.0.1.11", "server2": "10.0.1.12"},
+LISTEN = {"client": [], "lb1": [80, 443, 8404], "server1": [80, 3306], "server2": [80, 3306], "dns": [53], "mail": [25]}
+TCP_PORTS = [22, 25, 53, 80, 443, 3306, 8000, 8080, 8404]
+TARGETS = {"client": {"lb1": "10.0.0.10", "server1": "10.0.1.11", "server2": "10.0.1.12", "mail": "10.0.0.25"},
            "server1": {"lb1": "10.0.1.10", "server2": "10.0.1.12", "dns": "10.0.1.2"}}
 
 
 def expected(src: str, target: str, port: int, on: bool) -> str:
     """What a correct lab answers."""
-    if src == "client" and target != "lb1":
+    if src == "client" and target not in ("lb1", "mail"):
         return "no-route"
     if port not in LISTEN[target]:
         return "filtered" if on else "closed"
@@ -105,7 +106,7 @@ def test_firewall_off_refuted_when_a_listening_port_is_not_reachable(tmp_path: P
 def test_firewall_on_supported_only_80_443_from_client_and_no_lateral_reach(tmp_path: Path) -> None:
     v = c9_run(tmp_path, on=True)
     assert v.verdict == "supported", v.reasons
-    assert v.measured["open_from_client"] == ["lb1:443", "lb1:80"]
+    assert v.measured["open_from_client"] == ["lb1:443", "lb1:80", "mail:25"]
     assert "server2:3306" in v.measured["server1_listening_without_rule"]
     assert v.measured["server1_open_with_rule"] == ["dns:53", "lb1:443", "lb1:80"]
 
@@ -198,3 +199,10 @@ def test_allowed_counts_virtual_ips_as_the_controller_does() -> None:
     # the only HTTPS rule names the VIP: it reaches lb1 and lb2 only through their virtual address
     assert allowed(doc, "client", "lb1", "tcp", 443) and allowed(doc, "client", "lb2", "tcp", 443)
     assert not allowed(doc, "client", "web1", "tcp", 80) and allowed(doc, "lb2", "web1", "tcp", 80)
+
+
+def test_firewall_on_refuted_when_the_mail_hosts_smtp_is_not_reachable_from_the_client(tmp_path: Path) -> None:
+    v = c9_run(tmp_path, on=True, override={("client", "mail", 25): "filtered"},
+               nmap_override={("client", "mail", 25): "filtered"})
+    assert v.verdict == "refuted"
+    assert v.measured["open_from_client"] == ["lb1:443", "lb1:80"]

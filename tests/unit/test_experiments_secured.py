@@ -160,7 +160,8 @@ def test_windowed_rate_crossing_and_uncrossing():
 
 
 def qps_run(tmp: Path, factor: float = 1.0, fire_lag: float = 1.3, clear_lag: float = 0.9, early: bool = False,
-            firing_at_end: bool = False, sent_fraction: float = 1.0, rates=(20, 40, 80), busy: float = 0.2):
+            firing_at_end: bool = False, sent_fraction: float = 1.0, rates=(20, 40, 80), busy: float = 0.2,
+            stall: float = 0.0):
     """Synthetic C12 raw data: open-loop CSVs back to back, Prometheus' samples = factor x the windowed rate."""
     exp, raw, d = new_case(tmp, "monitoring-qps", "secured", {"rates": list(rates), "step_s": 14.0, "clear_s": 12.0})
     (d / "prometheus.json").write_text(json.dumps({
@@ -173,10 +174,12 @@ def qps_run(tmp: Path, factor: float = 1.0, fire_lag: float = 1.3, clear_lag: fl
         for k in range(n):
             ts = t + k / rate
             sent = k < n * sent_fraction
-            rows.append([k, f"{ts:.6f}", f"{ts:.6f}" if sent else "", f"{ts + 0.002:.6f}" if sent else "",
+            # a stall of `stall` s two seconds into each step: the sends due in it leave together at its end
+            tx = max(ts, t + 2 + stall) if t + 2 <= ts < t + 2 + stall else ts
+            rows.append([k, f"{ts:.6f}", f"{tx:.6f}" if sent else "", f"{tx + 0.002:.6f}" if sent else "",
                          200 if sent else "", int(sent), "" if sent else "not_sent"])
             if sent:
-                sends.append(ts)
+                sends.append(tx)
         write_csv(d / f"openloop-{i:02d}.csv", ["i", "t_sched", "t_send", "t_recv", "status", "ok", "error"], rows)
         t += 14.3
     end = t + 12
@@ -213,6 +216,8 @@ def test_qps_supported_when_prometheus_matches_and_the_alert_fires_and_clears(tm
     ({"early": True}, "refuted"),           # fired before the load crossed the threshold
     ({"firing_at_end": True}, "refuted"),
     ({"sent_fraction": 0.9}, "inconclusive"),  # the generator did not hold its rate
+    ({"stall": 1.0}, "inconclusive"),          # it stalled for 1 s and caught up in a burst
+    ({"stall": 0.2}, "supported"),             # a 0.2 s hiccup is within the schedule's tolerance
     ({"rates": (20, 40)}, "inconclusive"),     # the threshold was never crossed
     ({"busy": 0.99}, "inconclusive"),           # the machine saturated
 ])

@@ -50,7 +50,7 @@ def test_lock_refuses_a_second_lab_naming_the_first(run_root):
             f"paths.RUN_ROOT=Path({str(run_root)!r}); paths.LOCK_FILE=paths.RUN_ROOT.parent/'weblab.lock';"
             "l=lock.LabLock()\ntry:\n l.acquire('run-b','one-server')\nexcept Exception as e:\n print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
-    assert "a lab is already running: one-server (run run-a" in out and "weblab down" in out
+    assert "a lab is already running: one-server (lab run-a" in out and "weblab down" in out
     assert lock.is_held()
     first.release()
     assert not lock.is_held()

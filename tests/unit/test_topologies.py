@@ -61,7 +61,7 @@ def test_mac_is_locally_administered_and_stable():
 def test_distributed_structure_and_two_networks():
     from topologies.distributed import Distributed
     t = Distributed()
-    assert sorted(t.hosts()) == ["client", "dns", "lb1", "server1", "server2"]
+    assert sorted(t.hosts()) == ["client", "dns", "lb1", "mail", "server1", "server2"]
     assert sorted(t.switches()) == ["s1", "s2"]
     assert t.addresses["lb1"] == ["10.0.0.10", "10.0.1.10"]
     assert t.address_on("dns", "server2") == "10.0.1.2" and t.address_on("dns", "client") == "10.0.0.2"

@@ -28,8 +28,9 @@ FONT = "DejaVu Sans"
 ROLE_COLOURS = {"client": "#ddf4ff", "dns": "#fff8c5", "lb": "#fbefff", "web": "#dafbe1", "server": "#dafbe1",
                 "app": "#ffebe9", "db": "#fff1e5", "monitor": "#eaeef2", "mail": "#f6f8fa"}
 ROLE_NAMES = {"client": "clients", "dns": "DNS", "lb": "load balancers", "web": "web servers",
-              "server": "servers", "app": "app servers", "db": "database servers", "monitor": "monitoring"}
-FRONT_ROLES = ("client", "dns")  # single-legged hosts drawn before their switch, as the guides' drawings do
+              "server": "servers", "app": "app servers", "db": "database servers", "monitor": "monitoring",
+              "mail": "mail"}
+FRONT_ROLES = ("client", "dns", "mail")  # single-legged hosts drawn before their switch, as the guides' drawings do
 DOCS_MARK = "<!-- weblab graph source sha256:"
 
 
