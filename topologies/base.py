@@ -420,6 +420,25 @@ ATTACKER_HOST = 200  # its host number on the network it joins (above every serv
 ATTACKER_POSITIONS = ("none", "front", "back")
 
 
+def static_param() -> Param:
+    """`--param static=nginx|app`: who serves /static/ (C18 static-offload)."""
+    return Param("nginx", "who serves /static/: nginx from disk (offloaded) or the app server (nginx proxies it)",
+                 ("nginx", "app"))
+
+
+def cache_params() -> dict[str, Param]:
+    """`--param cache=on cache_ttl=S`: nginx's proxy cache for the DB-backed pages (C19 caching)."""
+    return {"cache": Param(False, "nginx proxy cache for the DB-backed pages (/ and /api/items), with an "
+                                  "X-Cache-Status header", kind=bool),
+            "cache_ttl": Param(1, "seconds a cached page is served (nginx counts whole seconds: up to "
+                                  "cache_ttl + 1 s)", tuple(range(1, 61)), int)}
+
+
+def nginx_design_options(p: dict[str, Any]) -> dict[str, Any]:
+    """The nginx options of the static/cache design parameters a design declares."""
+    return {k: p[k] for k in ("static", "cache", "cache_ttl") if k in p}
+
+
 def attacker_param() -> Param:
     """`--param attacker=front|back`: an attacker host on the client network, or a rogue host on the back one."""
     return Param("none", "an attacker host on the client network (front) or a rogue host on the back network "

@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from topologies.base import (ATTACKER, ATTACKER_HOST, MAX_SERVERS, SERVER_COUNTS, SPARE_ROLE, LabTopo, Param, Ref,
-                             RuleSpec, Subnet, attacker_param, footprint, mail_params, spare_param)
+                             RuleSpec, Subnet, attacker_param, cache_params, footprint, mail_params,
+                             nginx_design_options, spare_param, static_param)
 
 FRONT, BACK = Subnet("10.0.0.0/24"), Subnet("10.0.1.0/24")
 
@@ -38,6 +39,8 @@ class Distributed(LabTopo):
         "attacker": attacker_param(),
         **mail_params(True),
         "spare": spare_param(),
+        "static": static_param(),
+        **cache_params(),
     }
 
     def build(self, **p: Any) -> None:
@@ -77,7 +80,7 @@ class Distributed(LabTopo):
                              after=[f"mariadb@{primary}"] if replica else [])
         for name in self.web:
             self.add_service(name, "webapp", server_name=name, db_write=Ref(primary), workers=lean["app_workers"])
-            self.add_service(name, "nginx", server_name=name, **self.nginx_options(name))
+            self.add_service(name, "nginx", server_name=name, **nginx_design_options(p), **self.nginx_options(name))
         self.add_service("lb1", "haproxy", algorithm=p["algorithm"], inter=p["check_inter"],
                          fall=p["check_fall"], rise=p["check_rise"], retries=3 if p["retries"] else 0,
                          servers=[{"name": n, "address": Ref(n), "port": self.backend_port(),
@@ -93,7 +96,8 @@ class Distributed(LabTopo):
                              after=[f"mariadb@{primary}"])
             self.add_service(name, "webapp", server_name=name, db_write=Ref(primary), workers=lean["app_workers"],
                              standby=True)
-            self.add_service(name, "nginx", server_name=name, standby=True, **self.nginx_options(name))
+            self.add_service(name, "nginx", server_name=name, standby=True, **nginx_design_options(p),
+                             **self.nginx_options(name))
 
         self.rules += [
             RuleSpec("lb-http", "any", "lb1", "tcp", 80),

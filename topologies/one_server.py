@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from topologies.base import LabTopo, RuleSpec, Subnet, mail_params
+from topologies.base import LabTopo, RuleSpec, Subnet, cache_params, mail_params, nginx_design_options, static_param
 
 
 class OneServer(LabTopo):
@@ -16,7 +16,7 @@ class OneServer(LabTopo):
 
     design = "one-server"
     summary = "Nginx + app server + MariaDB on one host behind foobar.com (www CNAME)"
-    params = mail_params(False)
+    params = {**mail_params(False), "static": static_param(), **cache_params()}
 
     def build(self, **p) -> None:
         lan = Subnet("10.0.0.0/24")
@@ -31,7 +31,7 @@ class OneServer(LabTopo):
         self.add_dns("dns")
         self.add_service("server1", "mariadb")
         self.add_service("server1", "webapp", server_name="server1")
-        self.add_service("server1", "nginx", server_name="server1")
+        self.add_service("server1", "nginx", server_name="server1", **nginx_design_options(p))
 
         self.rules += [
             RuleSpec("web-http", "any", "server1", "tcp", 80),

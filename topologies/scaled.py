@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from topologies.base import (ATTACKER, ATTACKER_HOST, MAX_SERVERS, SERVER_COUNTS, SPARE_ROLE, Cert, LabTopo, Param,
-                             Ref, RuleSpec, attacker_param, footprint, https_params, mail_params, spare_param,
+                             Ref, RuleSpec, attacker_param, footprint, https_params, mail_params,
+                             nginx_design_options, spare_param, static_param,
                              tls_hardening)
 from topologies.distributed import BACK, FRONT
 from topologies.secured import add_monitoring
@@ -45,6 +46,7 @@ class Scaled(LabTopo):
         "qps_alert": Param(50.0, "QPS above which the HighQPS alert fires", kind=float),
         "attacker": attacker_param(),
         "spare": spare_param(),
+        "static": static_param(),
         **https_params(),
         **mail_params(True),
     }
@@ -93,10 +95,10 @@ class Scaled(LabTopo):
                              db_read=f"db-replica.{self.zone}:3306", db_write=f"db-primary.{self.zone}:3306",
                              after=["dns@dns"])  # it finds the databases by name
         for name in web:
-            self.add_service(name, "nginx", server_name=name, app=[f"{BACK.ip(APP_BASE + i)}:{APP_PORT}"
+            self.add_service(name, "nginx", server_name=name, **nginx_design_options(p), app=[f"{BACK.ip(APP_BASE + i)}:{APP_PORT}"
                                                                    for i in range(1, len(app) + 1)])
         for name in spares:  # a spare web server: configured now, started by `weblab lb add`
-            self.add_service(name, "nginx", server_name=name, standby=True,
+            self.add_service(name, "nginx", server_name=name, standby=True, **nginx_design_options(p),
                              app=[f"{BACK.ip(APP_BASE + i)}:{APP_PORT}" for i in range(1, len(app) + 1)])
         servers = [{"name": n, "address": Ref(n), "port": 80, "backup": False} for n in web]
         for i, lb in enumerate(lbs):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mimetypes
 import secrets
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from hostapps.webapp import pages
@@ -16,6 +18,10 @@ from hostapps.webapp.passwords import ITERATIONS, hash_password, verify_password
 log = logging.getLogger("weblab.webapp")
 
 MAX_MS = 10_000
+# The site's static files: Nginx serves a copy of this folder (design parameter static=nginx), or proxies
+# /static/ here and the app serves them itself (static=app: nothing offloaded).
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_PREFIX = "/static/"
 NAME_MAX = 200
 FORM = "application/x-www-form-urlencoded"
 # Hashed for unknown users too, so a failed login takes as long whether or not the user exists.
@@ -53,6 +59,8 @@ class App:
     def respond(self, req: Request) -> Response:
         """The response to req, errors included."""
         route = self.routes.get(req.path)
+        if route is None and req.path.startswith(STATIC_PREFIX) and req.method in ("GET", "HEAD"):
+            return static_file(req.path[len(STATIC_PREFIX):])
         if route is None:
             return text(404, "not found\n")
         handlers, json_errors = route
@@ -126,6 +134,22 @@ class App:
         ms = _int_arg(req, "ms", 0, MAX_MS)
         time.sleep(ms / 1000)
         return as_json(200, {"ms": ms, "server": self.config.server_name})
+
+
+def static_file(name: str, root: Path = STATIC_DIR) -> Response:
+    """GET /static/NAME: the file read from disk on every request, as an app server without a front
+    server does it; only plain names of files in root (no folders, no '..')."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return text(404, "not found\n")
+    path = root / name
+    try:
+        body = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return text(404, "not found\n")
+    kind, _ = mimetypes.guess_type(name)
+    if kind is not None and kind.startswith("text/"):
+        kind += "; charset=utf-8"
+    return Response(200, body, [("Content-Type", kind or "application/octet-stream")])
 
 
 def burn_cpu(ms: int) -> float:

@@ -1,6 +1,8 @@
 """Configs rendered by the hostapps: content, and the daemons' own checkers where installed."""
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 
@@ -124,6 +126,47 @@ def test_parse_haproxy_show_stat():
     stats = parse_stat(csv)
     assert set(stats) == {"server1", "server2"}
     assert stats["server1"]["stot"] == "60" and stats["server2"]["status"] == "DOWN 1/2"
+
+
+def test_nginx_static_app_proxies_static_files_to_the_app(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "chown", lambda *a, **k: None)
+    svc = Nginx(handle(), tmp_path, server_name="server1", static="app")
+    svc.render()
+    conf = svc.conf.read_text()
+    static = conf.split("location /static/ {", 1)[1].split("}", 1)[0]
+    assert "proxy_pass http://app;" in static and "alias" not in static
+    assert "proxy_cache" not in conf  # cache off by default
+
+
+def test_nginx_cache_on_caches_the_db_pages_with_a_ttl_in_the_run_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "chown", lambda *a, **k: None)
+    svc = Nginx(handle(), tmp_path, server_name="server1", cache=True, cache_ttl=3)
+    svc.render()
+    conf = svc.conf.read_text()
+    assert f"proxy_cache_path {tmp_path}/cache " in conf and (tmp_path / "cache").is_dir()
+    cached = conf.split("location ~ ^/(api/items)?$ {", 1)[1].split("}", 1)[0]
+    assert "proxy_cache pages;" in cached and "proxy_cache_valid 200 3s;" in cached
+    assert "add_header X-Cache-Status $upstream_cache_status always;" in cached
+    # add_header in a location drops the server's: the backend's name must be repeated there
+    assert "add_header X-Web-Server server1 always;" in cached and "proxy_no_cache $cookie_session;" in cached
+    assert f"alias {tmp_path}/static/;" in conf  # static offload is independent of the cache
+
+
+@pytest.mark.parametrize("opts,match", [({"static": "disk"}, "static='disk' must be one of nginx, app"),
+                                        ({"cache_ttl": 0}, "cache_ttl=0 must be whole seconds"),
+                                        ({"cache_ttl": "2"}, "cache_ttl='2' must be whole seconds")])
+def test_nginx_refuses_bad_static_and_cache_options(tmp_path, monkeypatch, opts, match):
+    monkeypatch.setattr(shutil, "chown", lambda *a, **k: None)
+    with pytest.raises(WeblabError, match=re.escape(match)):
+        Nginx(handle(), tmp_path, **opts).render()
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None or os.geteuid() != 0, reason="needs nginx and root")
+def test_nginx_accepts_the_cache_and_static_app_config(tmp_path):
+    svc = Nginx(handle(), tmp_path, server_name="server1", static="app", cache=True, cache_ttl=1)
+    svc.render()
+    res = subprocess.run([*svc.base_argv(), "-t", "-g", "daemon off;"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
 
 
 def test_nginx_balances_a_separate_app_tier(tmp_path, monkeypatch):

@@ -87,6 +87,29 @@ def test_distributed_parameters():
         Distributed.resolve_params({"retries": "maybe"})
 
 
+@pytest.mark.parametrize("design,params", [("one-server", {"static": "app", "cache": "on", "cache_ttl": "3"}),
+                                           ("distributed", {"static": "app", "cache": "on", "cache_ttl": "3"}),
+                                           ("secured", {"cache": "on", "cache_ttl": "3", "static": "app"}),
+                                           ("scaled", {"static": "app"})])
+def test_static_and_cache_parameters_reach_every_nginx(design, params):
+    t = get(design)(**params)
+    nginx = [s.options for s in t.services if s.kind == "nginx"]
+    assert nginx and all(o["static"] == "app" for o in nginx)
+    if "cache" in params:
+        assert all(o["cache"] is True and o["cache_ttl"] == 3 for o in nginx)
+    default = [s.options for s in get(design)().services if s.kind == "nginx"]
+    assert all(o.get("static", "nginx") == "nginx" and not o.get("cache", False) for o in default)
+
+
+def test_static_and_cache_parameters_are_checked():
+    with pytest.raises(ValueError, match="static='disk' must be one of nginx, app"):
+        OneServer.resolve_params({"static": "disk"})
+    with pytest.raises(ValueError, match="cache_ttl=0 must be one of 1, 2"):
+        OneServer.resolve_params({"cache_ttl": 0})
+    with pytest.raises(ValueError, match="cache='sometimes' must be true or false"):
+        OneServer.resolve_params({"cache": "sometimes"})
+
+
 @pytest.mark.parametrize("design", sorted(DESIGNS))
 def test_every_design_policy_is_accepted_by_the_controller(design):
     from controllers.policy import parse_policy

@@ -147,6 +147,25 @@ def test_unknown_path_is_404(app):
     assert call(app, "GET", "/api/items/")[0] == 404
 
 
+def test_app_serves_the_static_files_itself(app):
+    # static=app: nginx proxies /static/ here, so the app must answer with the same bytes nginx would
+    status, headers, body = call(app, "GET", "/static/index.css")
+    assert status == 200 and body == (webapp.STATIC_DIR / "index.css").read_bytes()
+    assert headers["content-type"] == "text/css; charset=utf-8" and headers["x-served-by"] == "server7"
+    status, headers, body = call(app, "HEAD", "/static/hello.txt")
+    assert status == 200 and body == b"" and headers["content-length"] == str(len(b"static from nginx\n"))
+
+
+@pytest.mark.parametrize("path", ["/static/", "/static/nope.css", "/static/../app.py", "/static/.hidden",
+                                  "/static/sub/index.css", "/static/..%2fapp.py"])
+def test_app_static_refuses_what_is_not_a_file_of_the_folder(app, path):
+    assert call(app, "GET", path)[0] == 404
+
+
+def test_app_static_is_read_only(app):
+    assert call(app, "POST", "/static/index.css")[0] == 404
+
+
 @pytest.mark.parametrize("method,path,allow", [
     ("POST", "/", "GET, HEAD"), ("DELETE", "/api/items", "GET, HEAD, POST"),
     ("PUT", "/login", "GET, HEAD, POST"), ("POST", "/health", "GET, HEAD"), ("POST", "/work", "GET, HEAD"),
