@@ -45,7 +45,7 @@ def send(lab: Any, to: str, subject: str, body: str = "", sender: str = SENDER, 
     message_id = f"<{time.strftime('%Y%m%d%H%M%S')}.{secrets.token_hex(4)}@{sender.split('@')[1]}>"
     argv = ["swaks", "--to", to, "--from", sender, "--helo", sender.split("@")[1],
             "--header", f"Subject: {subject}", "--header", f"Message-Id: {message_id}",
-            "--body", body or f"Sent from the lab's client with weblab mail send.", "--timeout", f"{timeout:g}s"]
+            "--body", body or "Sent from the lab's client with weblab mail send.", "--timeout", f"{timeout:g}s"]
     if server:
         argv += ["--server", server]
     res = lab.exec(CLIENT, argv, timeout=timeout * 3 + 10)
@@ -59,8 +59,8 @@ def mailbox(lab: Any, user: str) -> tuple[Path, list[dict[str, Any]]]:
         if domain != ZONE:
             raise WeblabError(f"the lab's mail host keeps mail for @{ZONE} only, not @{domain}")
     if MAIL not in lab.hosts():
-        raise WeblabError(f"this lab has no mail host (designs other than one-server have one; one-server "
-                          f"with --param mail=true)")
+        raise WeblabError("this lab has no mail host (designs other than one-server have one; one-server "
+                          "with --param mail=true)")
     folder = lab.service_dir(MAIL, "mail")
     table = folder / "etc" / "mailboxes.map"  # as rendered, or as a person edited it
     known = mailbox_users(table, ZONE) if table.exists() else list(Mail.defaults["mailboxes"])

@@ -21,7 +21,7 @@ from experiments.faults import FaultLog, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
 from experiments.stats import percentile, rounded
-from experiments.verdict import Check, Figure, M, P, Verdict, gate, inconclusive
+from experiments.verdict import Check, Figure, M, P, Verdict, gate
 
 LOAD = "load.csv"
 SPARE = "server3"   # the distributed design's first spare with servers=2
@@ -142,7 +142,6 @@ class ScaleOut(Experiment):
             drive.finish(load, params["timeout"] + 10, "closedloop", terminate=True)
 
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
-        rule = self.rule_text(params)
         events = read_faults(raw / "faults.csv")
         ev = {e.action: e for e in events}
         failed_steps = [f"{e.action} {e.target}: {e.detail}" for e in events if not e.ok]
