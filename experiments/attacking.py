@@ -12,11 +12,11 @@ import json
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from experiments.attacks.events import read_events
+from topologies.base import AttackPosition
 
 REPO = Path(__file__).resolve().parent.parent
 TOOL = "experiments.attacks.mitm"
@@ -26,30 +26,16 @@ POISON_TIMEOUT = 6.0     # s the first poisoning may take (a round every 1/rate 
 STOP_TIMEOUT = 10.0      # s the tool may take to restore and exit
 
 
-@dataclass(frozen=True)
-class Position:
-    """Where an attack runs: the attacker host, its interface and address, the victims and the lab networks."""
-
-    attacker: str
-    iface: str
-    address: str
-    victims: tuple[tuple[str, str], ...]  # (name, address on the shared network)
-    lab_nets: tuple[str, ...]
-
-
-def position(lab: Any, attacker: str, victims: list[str]) -> Position:
+def position(lab: Any, attacker: str, victims: list[str]) -> AttackPosition:
     """The attacker's interface on the network it shares with both victims (from the lab's design)."""
     from topologies import get
-    topo = get(lab.design)(**lab.params)
-    leg = topo.leg_towards(attacker, victims)
-    if leg is None:
+    pos = get(lab.design)(**lab.params).attack_position(attacker, victims)
+    if pos is None:
         raise ValueError(f"{attacker} shares no network with {' and '.join(victims)}")
-    iface = lab.link_intfs(attacker, leg["switch"])[0]
-    return Position(attacker, iface, str(leg["ip"].ip), tuple((v, topo.address_on(v, attacker)) for v in victims),
-                    tuple(topo.networks()))
+    return pos
 
 
-def mitm_argv(lab: Any, pos: Position, log: Path, duration: float, rate: float, proxy: str | None = None,
+def mitm_argv(lab: Any, pos: AttackPosition, log: Path, duration: float, rate: float, proxy: str | None = None,
               grep: str | None = None) -> list[str]:
     """The tool's command line (run as a module, from the repository, inside the attacker's host)."""
     argv = [lab.python, "-m", TOOL, "--iface", pos.iface, "--duration", f"{duration:g}", "--rate", f"{rate:g}",
@@ -93,7 +79,7 @@ def nft_tables(lab: Any, host: str) -> list[str]:
 class Attack:
     """One run of the man in the middle, recording the victims' caches while it runs; a context manager."""
 
-    def __init__(self, lab: Any, out: Path, pos: Position, duration: float = 30.0, rate: float = 2.0,
+    def __init__(self, lab: Any, out: Path, pos: AttackPosition, duration: float = 30.0, rate: float = 2.0,
                  proxy: str | None = None, grep: str | None = None, capture: bool = True):
         self.lab, self.out, self.pos = lab, Path(out), pos
         self.out.mkdir(parents=True, exist_ok=True)

@@ -160,6 +160,17 @@ def mac_for(ip: str) -> str:
     return "02:00:" + ":".join(f"{b:02x}" for b in o)
 
 
+@dataclass(frozen=True)
+class AttackPosition:
+    """Where an attack runs: the attacker, its interface and address, the victims, the lab networks."""
+
+    attacker: str
+    iface: str
+    address: str
+    victims: tuple[tuple[str, str], ...]   # (name, address on the shared network)
+    lab_nets: tuple[str, ...]
+
+
 class LabTopo(Topo):
     """A design: the Mininet graph (whose node and link options hold every node and link fact: role,
     addresses, MAC, link aliases, VIPs) plus the services, the entry point and the firewall policy."""
@@ -281,6 +292,16 @@ class LabTopo(Topo):
             if all(any(l["ip"].network == leg["ip"].network for l in self.legs(p)) for p in peers):
                 return leg
         return None
+
+    def attack_position(self, attacker: str, victims: list[str]) -> "AttackPosition | None":
+        """Where an ARP-spoofing attack from `attacker` between `victims` runs: its interface and address
+        on the one network it shares with every victim, their addresses there, the lab's networks (the
+        only ones the tools may aim at); None when no such network exists."""
+        leg = self.leg_towards(attacker, victims)
+        if leg is None:
+            return None
+        return AttackPosition(attacker, f"{attacker}-eth{leg['host_port']}", str(leg["ip"].ip),
+                              tuple((v, self.address_on(v, attacker)) for v in victims), tuple(self.networks()))
 
     def shape_link(self, host: str, switch: str, **shape: Any) -> None:
         """Bandwidth (bw, Mbit/s), delay and jitter (ms), loss (%) on a link, each way: a `shape`

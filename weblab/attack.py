@@ -12,9 +12,9 @@ import ipaddress
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from topologies.base import AttackPosition
 from weblab import control
 from weblab.core import paths
 from weblab.core.errors import WeblabError
@@ -26,18 +26,7 @@ DEFAULT_DURATION = 300.0
 STOP_TIMEOUT = 10.0  # the tool restores the caches (~2 s) before it exits
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Where an attack runs: the attacker, its interface and address, the two victims, the lab networks."""
-
-    attacker: str
-    iface: str
-    address: str
-    victims: tuple[tuple[str, str], ...]   # (name, address on the shared network)
-    lab_nets: tuple[str, ...]
-
-
-def plan(state: RunState, attacker: str, between: list[str]) -> Plan:
+def plan(state: RunState, attacker: str, between: list[str]) -> AttackPosition:
     """The attack's plan from the running lab's design; an error naming the fix for a bad choice."""
     from topologies import get
     topo = get(state.design)(**state.params)
@@ -47,15 +36,14 @@ def plan(state: RunState, attacker: str, between: list[str]) -> Plan:
             raise WeblabError(f"unknown host {name!r}; hosts of this lab: {', '.join(hosts)}")
     if len(between) != 2 or len(set(between)) != 2 or attacker in between:
         raise WeblabError("--between takes two other hosts, e.g. --between lb1,server1")
-    leg = topo.leg_towards(attacker, between)
-    if leg is not None:
-        return Plan(attacker, f"{attacker}-eth{leg['host_port']}", str(leg["ip"].ip),
-                    tuple((v, topo.address_on(v, attacker)) for v in between), tuple(topo.networks()))
+    pos = topo.attack_position(attacker, between)
+    if pos is not None:
+        return pos
     raise WeblabError(f"{attacker} shares no network with both {between[0]} and {between[1]}: ARP spoofing "
                       f"works on one link (on the back network try --from server2 --between lb1,server1)")
 
 
-def argv(p: Plan, python: str, duration: float, grep: str | None = None, proxy: str | None = None,
+def argv(p: AttackPosition, python: str, duration: float, grep: str | None = None, proxy: str | None = None,
          log: str | None = None) -> list[str]:
     """The tool's command line inside the attacker host."""
     out = [python, "-m", TOOL, "--iface", p.iface, "--duration", f"{duration:g}"]
@@ -75,7 +63,7 @@ def argv(p: Plan, python: str, duration: float, grep: str | None = None, proxy: 
 NAME = "attack-mitm"  # the prefix of the spawned process's name (and log)
 
 
-def spawn(state: RunState, p: Plan, argv_: list[str]) -> tuple[int, Path]:
+def spawn(state: RunState, p: AttackPosition, argv_: list[str]) -> tuple[int, Path]:
     """The lab starts the tool in the attacker host and records it: (pid, its log). Which of the lab's
     spawned processes are attacks is noted in the run directory (removed with the run)."""
     name = f"{NAME}-{p.attacker}-{int(time.time() * 1000) % 10**9}"
@@ -145,7 +133,7 @@ def follow(state: RunState, pid: int, log: Path, limit: float, out=sys.stdout) -
         out.flush()
 
 
-def announce(p: Plan, duration: float) -> None:
+def announce(p: AttackPosition, duration: float) -> None:
     """What the person is about to see."""
     (a, ia), (b, ib) = p.victims
     print(f"attack: {p.attacker} ({p.address} on {p.iface}) between {a} ({ia}) and {b} ({ib}) for "
@@ -153,7 +141,7 @@ def announce(p: Plan, duration: float) -> None:
           file=sys.stderr, flush=True)
 
 
-def check_networks(p: Plan) -> None:
+def check_networks(p: AttackPosition) -> None:
     """The plan's own consistency: every address it aims at is inside the lab networks."""
     nets = [ipaddress.ip_network(n) for n in p.lab_nets]
     for _, ip in p.victims:
