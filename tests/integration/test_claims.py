@@ -22,8 +22,10 @@ NO_PLOT = {"dns-cname"}  # its evidence is the DNS answer chain itself, a table 
 # Claims whose verdict on this machine class sits on one check's threshold, so a sound run may come out
 # either way: the test accepts `refuted` only when that check is the one that failed, and every other
 # check held. C19: the cached page's p50 is mostly the lab's own ~2 ms path through HAProxy; p50 on/off
-# measured 0.486x-0.574x over six runs against the rule's <= 0.5x (docs/measurements.md).
-AT_THRESHOLD = {"caching": "p50 latency at the same load"}
+# measured 0.486x-0.574x over six runs against the rule's <= 0.5x (docs/measurements.md). C21: with the
+# servers' CPU quota (0.1) the tail is the CFS throttling periods, so p99 falls little when a third server
+# joins (890 -> 714, 795 -> 534, 717 -> 722 ms in three runs) while throughput rises 1.46x-1.51x.
+AT_THRESHOLD = {"caching": "p50 latency at the same load", "scale-out": "p99 latency after the add"}
 
 
 @pytest.mark.parametrize("slug", registry.all_slugs())
