@@ -13,10 +13,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiments.attacks.events import read_events
-from topologies.base import AttackPosition
+
+if TYPE_CHECKING:  # the analysis of a run (a bundle elsewhere) needs no Mininet
+    from topologies.base import AttackPosition
 
 REPO = Path(__file__).resolve().parent.parent
 TOOL = "experiments.attacks.mitm"

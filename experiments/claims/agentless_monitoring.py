@@ -176,8 +176,9 @@ class AgentlessMonitoring(Experiment):
         "api_delay_s": Figure("API delay", "s", abs_tol=0.5),
         "logs_delay_s": Figure("log analysis delay", "s", abs_tol=0.5),
         "snmp_delay_s": Figure("SNMP delay", "s", abs_tol=1.5),
-        # costs: CPU seconds over the run, machine-dependent (reported, not compared)
-        **{f"{src}_cpu_s_{on}": Figure(f"{src} CPU on the {on}", "s") for src in SOURCES for on in ("servers", "monitor")},
+        # costs: CPU seconds over the run, machine-dependent: compared loosely (0.1-0.5 s measured)
+        **{f"{src}_cpu_s_{on}": Figure(f"{src} CPU on the {on}", "s", abs_tol=0.5)
+           for src in SOURCES for on in ("servers", "monitor")},
     }
     summary = ("against the generator's count, the agent was off by {agent_qps_error}, the load balancer's API by "
                "{api_qps_error} and log analysis by {logs_qps_error}; SNMP's octet rate was off the capture's by "
