@@ -253,7 +253,7 @@ def capacity(lab: Any, out: Path, name: str, url: str, seconds: float, connectio
              timeout: float = 5.0) -> float:
     """Closed-loop capacity (ok req/s) with wrk from client; raw output in out/wrk-<name>.txt."""
     res = run_wrk(lab, "client", url, seconds, out / f"wrk-{name}.txt", connections=connections, timeout=timeout)
-    return res.requests_per_s * (1 - res.failed / max(1, res.requests))
+    return res.ok_per_s
 
 
 def settle(lab: Any, url: str, fast_s: float, timeout: float, tries: int = 30) -> bool:

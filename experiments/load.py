@@ -36,6 +36,11 @@ class WrkResult:
         """Requests that did not succeed: non-2xx/3xx answers plus socket errors."""
         return self.non_2xx_3xx + sum(self.errors.values())
 
+    @property
+    def ok_per_s(self) -> float:
+        """Successful requests per second: the capacity figure the claims use."""
+        return self.requests_per_s * (1 - self.failed / max(1, self.requests))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (with the derived failure count)."""
         return {**asdict(self), "failed": self.failed}
@@ -93,6 +98,21 @@ def parse_wrk(text: str) -> WrkResult:
         latency_avg_s=parse_time(lat.group(1)), latency_stdev_s=parse_time(lat.group(2)),
         latency_max_s=parse_time(lat.group(3)), percentiles_s=pct,
         non_2xx_3xx=int(non2xx.group(1)) if non2xx else 0, errors=errors)
+
+
+def load_from_capacity(out: Path, case: str, wrk_file: str, fraction: float, given: float | None,
+                       knob: str) -> tuple[float, str]:
+    """The rate a contrast claim offers both of its labs: `given` (--param KNOB), else fraction x the ok req/s
+    the first lab (`case`, run before) measured in its wrk run; with the words saying where it came from."""
+    if given:
+        return float(given), f"--param {knob}"
+    ref = out.parent / case / wrk_file
+    if not ref.exists():
+        raise RuntimeError(f"no {case} capacity to set the load from: run both cases or give --param {knob}")
+    cap = parse_wrk(ref.read_text()).ok_per_s
+    if cap <= 0:
+        raise RuntimeError(f"{case} answered nothing in its capacity run, so there is no load to offer")
+    return round(fraction * cap, 1), f"{fraction:g} x {case}'s {cap:.1f} req/s"
 
 
 def wrk_argv(url: str, duration: float, connections: int = 8, threads: int = 2, timeout: float = 5.0,

@@ -104,7 +104,7 @@ class ActivePassive(Experiment):
     def judge(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
         rule = self.rule_text(params)
         wrk = parse_wrk((raw / CAPACITY_WRK).read_text())
-        cap = wrk.requests_per_s * (1 - wrk.failed / max(1, wrk.requests))
+        cap = wrk.ok_per_s
         rows = read_probe(raw / "probe.csv")
         events = read_faults(raw / "faults.csv")
         kill, detected, restore, end = (first(events, a) for a in ("kill", "detected", "start", "end"))

@@ -19,7 +19,7 @@ from experiments import applog, drive, lb, plots
 from experiments.base import Case, Experiment, say
 from experiments.claims.cannot_scale import point_metrics
 from experiments.fidelity import window
-from experiments.load import parse_wrk, run_wrk
+from experiments.load import load_from_capacity, parse_wrk, run_wrk
 from experiments.registry import register
 from experiments.stats import read_openloop, rounded
 from experiments.verdict import Check, Figure, M, P, Verdict, gate
@@ -142,7 +142,7 @@ class Caching(Experiment):
         pt = point_metrics(raw / LATENCY, rate, params["latency_s"], params["warmup_s"], params["timeout"])
         on = case.lab_params["params"].get("cache", False)
         m: dict[str, Any] = {
-            "cache": on, "capacity_rps": rounded(wrk.requests_per_s * (1 - wrk.failed / max(1, wrk.requests)), 2),
+            "cache": on, "capacity_rps": rounded(wrk.ok_per_s, 2),
             "wrk_failed_fraction": rounded(wrk.failed / max(1, wrk.requests), 4),
             "wrk_p50_ms": rounded(wrk.percentiles_s.get("50", float("nan")) * 1000, 3),
             "p50_ms": rounded(pt["p50"] * 1000, 3), "p99_ms": rounded(pt["p99"] * 1000, 3),
@@ -190,16 +190,7 @@ def rate_words(p: dict[str, Any]) -> str:
 def latency_rate(out: Path, params: dict[str, Any]) -> tuple[float, str]:
     """The latency load's rate: --param rate, else rate_fraction x the capacity cache-off (run first) measured, a
     load the uncached site carries, offered to both labs."""
-    if params["rate"]:
-        return float(params["rate"]), "--param rate"
-    ref = out.parent / "cache-off" / WRK
-    if not ref.exists():
-        raise RuntimeError("no cache-off capacity to set the latency load from: run both cases or give --param rate")
-    w = parse_wrk(ref.read_text())
-    cap = w.requests_per_s * (1 - w.failed / max(1, w.requests))
-    if cap <= 0:
-        raise RuntimeError("cache-off answered nothing in its capacity run, so there is no load to offer")
-    return round(params["rate_fraction"] * cap, 1), f"{params['rate_fraction']:g} x cache-off's {cap:.1f} req/s"
+    return load_from_capacity(out, "cache-off", WRK, params["rate_fraction"], params["rate"], "rate")
 
 
 def freshness(path: Path) -> dict[str, Any]:
@@ -261,7 +252,7 @@ def bars_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path:
         if path.exists():
             w = parse_wrk(path.read_text())
             app = sum(applog.count_all(raw_dir / case, "capacity", "GET", PAGE).values())
-            bars[case] = {"client ok req/s (wrk)": w.requests_per_s * (1 - w.failed / max(1, w.requests)),
+            bars[case] = {"client ok req/s (wrk)": w.ok_per_s,
                           "app-server req/s (access logs)": app / max(w.duration_s, 1e-9)}
     return plots.grouped_bars(bars, out, f"C19 caching: capacity of {PAGE} and what reached the app servers",
                               "req/s", log=True)

@@ -142,7 +142,7 @@ class CannotScale(Experiment):
             with window(out, "calibration"):
                 cal = run_wrk(lab, "client", url, params["calib_s"], out / "wrk-calibration.txt",
                               connections=params["calib_connections"], timeout=params["timeout"])
-            capacity = max(1.0, cal.requests_per_s * (1 - cal.failed / max(1, cal.requests)))
+            capacity = max(1.0, cal.ok_per_s)
             rates = [round(f * capacity, 1) for f in params["fractions"]]
         with open(out / SWEEP, "w", newline="") as f:
             w = csv.writer(f)
@@ -166,7 +166,7 @@ class CannotScale(Experiment):
         with window(out, "capacity"):
             cap = run_wrk(lab, "client", url, params["calib_s"], out / CAPACITY_WRK,
                           connections=params["calib_connections"], timeout=params["timeout"])
-        capacity = max(1.0, cap.requests_per_s * (1 - cap.failed / max(1, cap.requests)))
+        capacity = max(1.0, cap.ok_per_s)
         rate = round(params["confirm_fraction"] * capacity, 1)
         with open(out / SWEEP, "w", newline="") as f:
             csv.writer(f).writerows([["k", "offered", "duration", "file"], [0, rate, params["confirm_s"], CONFIRM]])
@@ -232,7 +232,7 @@ class CannotScale(Experiment):
     def _judge_capacity(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
         """One distributed-N case: its wrk capacity, confirmed by the open-loop point (else inconclusive)."""
         wrk = parse_wrk((raw / CAPACITY_WRK).read_text())
-        cap = wrk.requests_per_s * (1 - wrk.failed / max(1, wrk.requests))
+        cap = wrk.ok_per_s
         with open(raw / SWEEP, newline="") as f:
             s = next(csv.DictReader(f))
         pt = point_metrics(raw / s["file"], float(s["offered"]), float(s["duration"]), params["warmup_s"], params["timeout"])
@@ -269,7 +269,7 @@ def capacity_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path | No
                 w = parse_wrk((d / CAPACITY_WRK).read_text())
             except ValueError:
                 continue
-            caps[d.name.split("-")[1]] = w.requests_per_s * (1 - w.failed / max(1, w.requests))
+            caps[d.name.split("-")[1]] = w.ok_per_s
     if not caps:
         return None
     one = caps.get("1")

@@ -16,7 +16,7 @@ from typing import Any
 from experiments import applog, lb, plots
 from experiments.base import Case, Experiment, say
 from experiments.fidelity import window
-from experiments.load import parse_wrk, run_wrk
+from experiments.load import load_from_capacity, parse_wrk, run_wrk
 from experiments.registry import register
 from experiments.stats import percentile, rounded
 from experiments.verdict import Check, Figure, P, Verdict, gate
@@ -107,7 +107,7 @@ class StaticOffload(Experiment):
         wrk = parse_wrk((raw / WRK).read_text())
         m: dict[str, Any] = {
             "static": case.lab_params["params"]["static"],
-            "static_capacity_rps": rounded(wrk.requests_per_s * (1 - wrk.failed / max(1, wrk.requests)), 2),
+            "static_capacity_rps": rounded(wrk.ok_per_s, 2),
             "static_wrk_p50_ms": rounded(wrk.percentiles_s.get("50", float("nan")) * 1000, 3),
             "static_wrk_p99_ms": rounded(wrk.percentiles_s.get("99", float("nan")) * 1000, 3),
             "wrk_failed_fraction": rounded(wrk.failed / max(1, wrk.requests), 4)}
@@ -144,16 +144,7 @@ def rate_words(p: dict[str, Any]) -> str:
 def mix_rate(out: Path, params: dict[str, Any]) -> tuple[float, str]:
     """The mixed load's rate: --param mix_rate, else mix_fraction x the static capacity that static-app (run first)
     measured, so that without the offload the app server is well loaded and both labs get the same load."""
-    if params["mix_rate"]:
-        return float(params["mix_rate"]), "--param mix_rate"
-    ref = out.parent / "static-app" / WRK
-    if not ref.exists():
-        raise RuntimeError("no static-app capacity to set the mixed load from: run both cases or give --param mix_rate")
-    w = parse_wrk(ref.read_text())
-    cap = w.requests_per_s * (1 - w.failed / max(1, w.requests))
-    if cap <= 0:
-        raise RuntimeError("static-app answered nothing in its capacity run, so there is no load to offer")
-    return round(params["mix_fraction"] * cap, 1), f"{params['mix_fraction']:g} x static-app's {cap:.1f} req/s"
+    return load_from_capacity(out, "static-app", WRK, params["mix_fraction"], params["mix_rate"], "mix_rate")
 
 
 def mix_metrics(path: Path, params: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +189,6 @@ def capacity_plot(raw_dir: Path, out: Path, params: dict[str, Any]) -> Path:
         path = raw_dir / case / WRK
         if path.exists():
             w = parse_wrk(path.read_text())
-            bars[case] = {"capacity (ok req/s)": w.requests_per_s * (1 - w.failed / max(1, w.requests))}
+            bars[case] = {"capacity (ok req/s)": w.ok_per_s}
     return plots.grouped_bars(bars, out, f"C18 static-offload: {params['file']} capacity at cpu {params['cpu']:g}",
                               "req/s")
