@@ -1,6 +1,7 @@
 """Running the measuring tools inside lab hosts: start, wait for first data, stop, all bounded."""
 from __future__ import annotations
 
+import csv
 import signal
 import subprocess
 import time
@@ -51,6 +52,36 @@ def wait_rows(csv_path: Path, rows: int = 1, timeout: float = 10.0, proc: subpro
                                f"(see {csv_path.parent})")
         time.sleep(0.02)  # bounded poll for the first data line, the tool's readiness signal
     raise RuntimeError(f"{csv_path} got no data within {timeout:.0f} s (see the tool's .err log beside it)")
+
+
+def wait_healthy(csv_path: Path, consecutive: int = 25, timeout: float = 10.0, kinds: tuple[str, ...] = (),
+                 proc: subprocess.Popen | None = None) -> bool:
+    """Block (bounded) until the `consecutive` latest-sent answered requests of a tool's CSV all succeeded
+    (of each kind, for a mix); False after timeout. A lab is ready when its daemons answer; the first
+    requests through it can still meet a cold path (first connections, ARP, the app's first queries):
+    an experiment waits for the site to be healthy before its baseline, and judges the baseline from here."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{csv_path.name}: tool exited with {proc.returncode} (see {csv_path.parent})")
+        if _latest_ok(csv_path, consecutive, kinds):
+            return True
+        time.sleep(0.05)  # bounded poll of the tool's CSV
+    return False
+
+
+def _latest_ok(csv_path: Path, n: int, kinds: tuple[str, ...]) -> bool:
+    try:
+        with open(csv_path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("t_send")]
+    except FileNotFoundError:
+        return False
+    rows.sort(key=lambda r: float(r["t_send"]))
+    for kind in kinds or ("",):
+        mine = [r for r in rows if not kind or r.get("kind") == kind][-n:]
+        if len(mine) < n or not all(r.get("ok") == "1" for r in mine):
+            return False
+    return True
 
 
 def finish(proc: subprocess.Popen, timeout: float, name: str, terminate: bool = False) -> int:

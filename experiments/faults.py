@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from experiments import drive
+
 FIELDS = ["t_begin", "t_end", "action", "target", "ok", "detail"]
 
 
@@ -88,6 +90,15 @@ class FaultLog:
         """Perform any lab action fn (e.g. an HAProxy admin command) and log it like a fault."""
         return self._do(action, target, fn)
 
+    def mark_healthy(self, csv_path: Path, proc: Any = None, kinds: tuple[str, ...] = (), consecutive: int = 20,
+                     timeout: float = 10.0) -> bool:
+        """Wait (bounded) until the tool writing csv_path sees the site healthy, then log the HEALTHY mark
+        the baseline starts from (detail 'not reached' after the timeout: the baseline then starts with
+        the first request, and its gate says what failed)."""
+        ok = drive.wait_healthy(Path(csv_path), consecutive, timeout, kinds, proc)
+        self.mark(HEALTHY, Path(csv_path).name, "" if ok else "not reached")
+        return ok
+
     def mark(self, action: str, target: str = "", detail: str = "") -> FaultEvent:
         """Log a named instant (e.g. 'load_start') without touching the lab."""
         return self._do(action, target, lambda: detail)
@@ -103,3 +114,13 @@ def read_faults(path: Path) -> list[FaultEvent]:
 def first(events: list[FaultEvent], action: str) -> FaultEvent | None:
     """The first event of a kind, or None."""
     return next((e for e in events if e.action == action), None)
+
+
+HEALTHY = "healthy"  # the mark an experiment logs once its probe sees the site healthy (drive.wait_healthy)
+
+
+def healthy_since(events: list[FaultEvent]) -> float:
+    """When the run saw the site healthy before its baseline (the HEALTHY mark), else -inf: the
+    baseline then starts with the first request, as runs recorded before the mark existed."""
+    mark = first(events, HEALTHY)
+    return mark.t_end if mark is not None and mark.detail != "not reached" else float("-inf")

@@ -87,6 +87,23 @@ class Outage:
         return self.end - self.start
 
 
+def failure_summary(rows: Iterable[Any]) -> str:
+    """What failed among rows (Request or MixRow) and when, for a gate's reason: '3 of 150 failed
+    (2x 502, 1x ConnectionResetError) at +0.0 s..+0.1 s from the first send'; '' when none did."""
+    rows = [r for r in rows if r.t_send is not None]
+    bad = [r for r in rows if not r.ok]
+    if not bad:
+        return ""
+    counts: dict[str, int] = {}
+    for r in bad:
+        what = (r.error.split(":")[0] if r.error else "") or (f"HTTP {r.status}" if r.status else "no answer")
+        counts[what] = counts.get(what, 0) + 1
+    t0 = min(r.t_send for r in rows)
+    when = sorted(r.t_send - t0 for r in bad)
+    kinds = ", ".join(f"{n}x {what}" for what, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"{len(bad)} of {len(rows)} failed ({kinds}) at +{when[0]:.1f} s..+{when[-1]:.1f} s from the first send"
+
+
 def outages(rows: list[Request]) -> list[Outage]:
     """Runs of consecutive failures in send order; each lasts until the next success is sent."""
     found, start, n = [], None, 0

@@ -320,6 +320,11 @@ def gate(key: str, op: str, limit: Any, what: str, unit: str = "", **kw: Any) ->
     return Check(key, op, limit, what, unit, gate=True, **kw)
 
 
+def unhealthy(text: str, key: str = "baseline_failures") -> Callable[[dict[str, Any], dict[str, Any]], str]:
+    """A baseline gate's reason that says what failed and when (stats.failure_summary under `key`)."""
+    return lambda m, p: f"{text}: {m[key]}" if m.get(key) else text
+
+
 def all_of(what: str, *parts: Check, **scope: Any) -> Joined:
     """One check that holds when every part holds (reported as one line: 'what: yes/NO (part; part)')."""
     return Joined(what, parts, "all", **scope)

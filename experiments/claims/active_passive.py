@@ -7,12 +7,12 @@ from typing import Any
 from experiments import drive, lb, plots
 from experiments.lb import settle
 from experiments.base import Case, Experiment, say
-from experiments.faults import FaultLog, first, read_faults
+from experiments.faults import FaultLog, first, healthy_since, read_faults
 from experiments.fidelity import window
 from experiments.load import parse_wrk
 from experiments.registry import register
-from experiments.stats import read_probe, rounded, success_rate
-from experiments.verdict import Check, Figure, P, Verdict, gate, inconclusive
+from experiments.stats import failure_summary, read_probe, rounded, success_rate
+from experiments.verdict import Check, Figure, P, Verdict, gate, inconclusive, unhealthy
 
 ACTIVE, BACKUP = "server1", "server2"
 CAPACITY_WRK = "wrk-capacity.txt"
@@ -39,7 +39,7 @@ class ActivePassive(Experiment):
         gate("faults_ok", "==", True, "the kill and the restore succeeded", cases=("active-passive",)),
         gate("before_requests", ">=", P("min_requests"), "requests before the kill", cases=("active-passive",)),
         gate("baseline_success", ">=", P("healthy"), "success before the kill", "%", cases=("active-passive",),
-             fail="the site was not healthy before the kill"),
+             fail=unhealthy("the site was not healthy before the kill")),
         gate("after_answered", ">=", P("min_requests"), "answered requests after the takeover",
              cases=("active-passive",)),
         Check("backup_share_before", "==", 0, f"{BACKUP}'s share of the answers before {ACTIVE} fails", "%",
@@ -86,6 +86,7 @@ class ActivePassive(Experiment):
             proc, csv_path = drive.start_probe(lab, out, params["url"], budget, params["interval"], params["timeout"])
             try:
                 drive.wait_rows(csv_path, 1, timeout=10, proc=proc)
+                faults.mark_healthy(csv_path, proc)
                 with window(out, "takeover"):
                     drive.pause(params["before_s"])
                     if case.name == "active-passive":
@@ -124,13 +125,14 @@ class ActivePassive(Experiment):
                 f"every server answers ({m['shares']}); capacity {cap:.1f} req/s"])
         if kill is None or detected is None or restore is None:
             return inconclusive(rule, "faults.csv lacks the kill, its detection or the restore", m)
-        before = [r for r in rows if r.t_recv < kill.t_begin]
+        before = [r for r in rows if healthy_since(events) <= r.t_send and r.t_recv < kill.t_begin]
         after = [r for r in rows if detected.t_end <= r.t_send < restore.t_begin]
         ok_before, ok_after = [r for r in before if r.ok], [r for r in after if r.ok]
         share_before = lb.shares([r.served_by for r in ok_before], servers)[BACKUP] if ok_before else float("nan")
         share_after = lb.shares([r.served_by for r in ok_after], servers)[BACKUP] if ok_after else float("nan")
         back = [r for r in rows if r.ok and r.t_send >= first(events, "up").t_end + 0.5] if first(events, "up") else []
-        m.update({"baseline_success": rounded(success_rate(before)), "before_requests": len(before),
+        m.update({"baseline_success": rounded(success_rate(before)),
+                  "baseline_failures": failure_summary(before), "before_requests": len(before),
                   "backup_share_before": rounded(share_before, 4), "after_requests": len(after),
                   "after_success": rounded(success_rate(after)), "backup_share_after": rounded(share_after, 4),
                   "takeover_s": rounded(detected.t_end - kill.t_end, 3),

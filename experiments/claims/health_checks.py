@@ -6,11 +6,11 @@ from typing import Any
 
 from experiments import drive, lb, plots
 from experiments.base import Case, Experiment, say
-from experiments.faults import FaultLog, first, read_faults
+from experiments.faults import FaultLog, first, healthy_since, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
-from experiments.stats import read_probe, rounded, success_rate
-from experiments.verdict import REFUTED, SKIP, Check, Figure, M, P, Verdict, gate, inconclusive
+from experiments.stats import failure_summary, read_probe, rounded, success_rate
+from experiments.verdict import REFUTED, SKIP, Check, Figure, M, P, Verdict, gate, inconclusive, unhealthy
 
 VICTIM = "server2"   # its nginx is killed; server1 keeps the primary database, untouched
 
@@ -31,7 +31,7 @@ class HealthChecks(Experiment):
     checks = (
         gate("faults_ok", "==", True, "the kill and the restore succeeded"),
         gate("baseline_success", ">=", P("healthy"), "probe success before the kill", "%",
-             fail="the site was not healthy before the kill"),
+             fail=unhealthy("the site was not healthy before the kill")),
         gate("log_requests", ">=", 1, "requests in HAProxy's log", fail="HAProxy logged no request: cannot tell "
              "where requests went"),
         Check("detection_s", "<=", M("detection_bound_s", "inter x fall + one interval"),
@@ -75,6 +75,7 @@ class HealthChecks(Experiment):
             proc, csv_path = drive.start_probe(lab, out, params["url"], budget, params["interval"], params["timeout"])
             try:
                 drive.wait_rows(csv_path, 1, timeout=10, proc=proc)
+                faults.mark_healthy(csv_path, proc)
                 with window(out, "health"):
                     drive.pause(params["before_s"])
                     say(f"fault: kill {VICTIM}/nginx")
@@ -104,9 +105,10 @@ class HealthChecks(Experiment):
         rows = read_probe(raw / "probe.csv")
         log = lb.read_log(raw)
         end = restore.t_begin if restore else (rows[-1].t_send if rows else kill.t_end)
-        base = [r for r in rows if r.t_recv < kill.t_begin]
+        base = [r for r in rows if healthy_since(events) <= r.t_send and r.t_recv < kill.t_begin]
         m: dict[str, Any] = {"retries": bool(timers.get("retries", True)), "check_inter_s": inter, "check_fall": fall,
                              "detection_bound_s": rounded(bound, 3), "baseline_success": rounded(success_rate(base)),
+                             "baseline_failures": failure_summary(base),
                              "faults_ok": kill.ok and (restore is None or restore.ok)}
         t_detect = down.t if down else None
         if t_detect is not None:

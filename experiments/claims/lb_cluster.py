@@ -7,11 +7,11 @@ from typing import Any
 
 from experiments import drive, plots
 from experiments.base import Case, Experiment, say
-from experiments.faults import FaultLog, read_faults
+from experiments.faults import FaultLog, healthy_since, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
-from experiments.stats import between, percentile, read_probe, rounded, success_rate
-from experiments.verdict import REFUTED, Check, Figure, P, Verdict, gate, inconclusive
+from experiments.stats import between, failure_summary, percentile, read_probe, rounded, success_rate
+from experiments.verdict import REFUTED, Check, Figure, P, Verdict, gate, inconclusive, unhealthy
 
 # case -> (design, lab params, probe URL)
 CASES = {"one-lb": ("distributed", {}, "http://www.foobar.com/health"),
@@ -54,7 +54,7 @@ class LbCluster(Experiment):
                 "slack_s": 0.1, "healthy": 0.99, "min_fault_requests": 50}
     checks = (
         gate("baseline_success", ">=", P("healthy"), "probe success before the first crash", "%",
-             fail="not healthy before the first crash"),
+             fail=unhealthy("not healthy before the first crash")),
         gate("fault_requests", ">=", P("min_fault_requests"), "requests in the fault window", cases=("one-lb",)),
         gate("crashes_without_takeover", "==", 0, "crashes in which lb2 never held the VIP", cases=("cluster",)),
         Check("fault_success", "==", 0, "success while lb1 is down", "%", cases=("one-lb",)),
@@ -101,6 +101,7 @@ class LbCluster(Experiment):
         proc, csv_path = drive.start_probe(lab, out, url, total, params["interval"], params["timeout"])
         try:
             drive.wait_rows(csv_path, 1, timeout=10, proc=proc)
+            faults.mark_healthy(csv_path, proc)
             with window(out, "probe"):
                 drive.pause(params["before_s"])
                 if case.name == "one-lb":
@@ -138,17 +139,19 @@ class LbCluster(Experiment):
     def judge_one(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
         rule = self.rule_text(params)
         rows = read_probe(raw / "probe.csv")
-        cr = crashes(read_faults(raw / "faults.csv"))
+        events = read_faults(raw / "faults.csv")
+        cr = crashes(events)
         if not cr or "link_up" not in cr[0]:
             return inconclusive(rule, "faults.csv lacks the crash or the restore")
         down, up = cr[0]["down"], cr[0]["link_up"]
-        base = [r for r in rows if r.t_recv < down.t_begin]
+        base = [r for r in rows if healthy_since(events) <= r.t_send and r.t_recv < down.t_begin]
         # sent while down and given up before the restore (a SYN retransmitted after it may still succeed)
         during = between(rows, down.t_end + params["settle_s"], up.t_begin - params["timeout"])
         answered = [r for r in rows if r.ok and down.t_end + params["settle_s"] <= r.t_recv < up.t_begin]
         after = [r for r in rows if r.t_send >= up.t_end + 1.0]
         back = next((r for r in rows if r.t_send >= up.t_begin and r.ok), None)
         m = {"requests": len(rows), "baseline_success": rounded(success_rate(base)),
+             "baseline_failures": failure_summary(base),
              "fault_window_s": rounded(up.t_begin - down.t_end - params["settle_s"], 3), "fault_requests": len(during),
              "fault_success": rounded(success_rate(during)), "ok_answers_while_down": len(answered), "after_success": rounded(success_rate(after)),
              "recovery_after_restore_s": rounded(back.t_send - up.t_end, 3) if back else None}
@@ -161,10 +164,11 @@ class LbCluster(Experiment):
     def judge_cluster(self, case: Case, raw: Path, params: dict[str, Any], plots_dir: Path) -> Verdict:
         rule = self.rule_text(params)
         rows = read_probe(raw / "probe.csv")
-        cr = crashes(read_faults(raw / "faults.csv"))
+        events = read_faults(raw / "faults.csv")
+        cr = crashes(events)
         if not cr:
             return inconclusive(rule, "faults.csv holds no crash")
-        base = [r for r in rows if r.t_recv < cr[0]["down"].t_begin]
+        base = [r for r in rows if healthy_since(events) <= r.t_send and r.t_recv < cr[0]["down"].t_begin]
         slack = 2 * params["interval"] + params["slack_s"]
         table = []
         for i, c in enumerate(cr, 1):
@@ -191,6 +195,7 @@ class LbCluster(Experiment):
         outs = [c["outage_s"] for c in table if c["outage_s"] is not None]
         m: dict[str, Any] = {
             "crashes": len(table), "requests": len(rows), "baseline_success": rounded(success_rate(base)),
+            "baseline_failures": failure_summary(base),
             "takeover_s": [rounded(x, 3) for x in takeovers], "outage_s": [rounded(x, 3) for x in outs],
             "takeover_p50_s": rounded(percentile(takeovers, 50), 3), "takeover_max_s": rounded(max(takeovers), 3)
             if takeovers else None, "takeover_min_s": rounded(min(takeovers), 3) if takeovers else None,

@@ -8,11 +8,11 @@ from typing import Any
 
 from experiments import drive, lb, plots
 from experiments.base import Case, Experiment, say
-from experiments.faults import FaultLog, read_faults
+from experiments.faults import FaultLog, healthy_since, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
-from experiments.stats import between, outages, read_openloop, read_probe, rounded, success_rate
-from experiments.verdict import Check, Figure, P, Verdict, gate, inconclusive
+from experiments.stats import between, failure_summary, outages, read_openloop, read_probe, rounded, success_rate
+from experiments.verdict import Check, Figure, P, Verdict, gate, inconclusive, unhealthy
 
 # case -> (host redeployed, expectation: "outage" or "none"); the distributed case redeploys every
 # server in turn (rolling), each drained through HAProxy's admin socket first
@@ -37,7 +37,7 @@ class MaintenanceDowntime(Experiment):
              absent="none: the rolling deploy did not happen"),
         gate("failed_steps", "==", 0, "deploy steps that failed", fail="the restart itself failed"),
         gate("baseline_success", ">=", P("healthy"), "probe success before the deploy", "%",
-             fail="the site was not healthy before the deploy"),
+             fail=unhealthy("the site was not healthy before the deploy")),
         Check("failed_requests", ">", 0, "failed requests during the deploy", cases=("one-server",)),
         Check("failed_requests", "==", 0, "failed requests during the deploy", cases=("distributed",)),
     )
@@ -78,6 +78,7 @@ class MaintenanceDowntime(Experiment):
         try:
             drive.wait_rows(probe_csv, 1, timeout=10, proc=probe)
             drive.wait_rows(out / "load.csv", 1, timeout=10, proc=load)
+            faults.mark_healthy(probe_csv, probe)
             with window(out, "deploy"):
                 drive.pause(params["before_s"])
                 faults.mark("deploy_begin", host)
@@ -126,12 +127,12 @@ class MaintenanceDowntime(Experiment):
         t_begin, t_end, t_stop = events["deploy_begin"].t_begin, events["deploy_end"].t_end, events["load_stop"].t_begin
         probe = read_probe(raw / "probe.csv")
         load = [r for r in read_openloop(raw / "load.csv") if (r.t_sched or 0) < t_stop]
-        base = [r for r in probe if r.t_recv < t_begin]  # answered before the deploy began
+        base = [r for r in probe if healthy_since(all_events) <= r.t_send and r.t_recv < t_begin]  # answered before the deploy
         window_rows = between(probe, t_begin, t_stop)
         load_window = [r for r in load if t_begin <= (r.t_sched or 0) < t_stop]
         outs = outages(window_rows)
         failed = sum(not r.ok for r in window_rows) + sum(not r.ok for r in load_window)
-        m = {"baseline_success": rounded(success_rate(base)), "restart_s": rounded(t_end - t_begin, 3),
+        m = {"baseline_success": rounded(success_rate(base)), "baseline_failures": failure_summary(base), "restart_s": rounded(t_end - t_begin, 3),
              "probe_requests": len(window_rows), "probe_failed": sum(not r.ok for r in window_rows),
              "load_requests": len(load_window), "load_failed": sum(not r.ok for r in load_window),
              "failed_requests": failed, "outage_s": rounded(sum(o.seconds for o in outs), 3),

@@ -6,11 +6,11 @@ from typing import Any
 
 from experiments import drive, lb, plots
 from experiments.base import Case, Experiment, say
-from experiments.faults import FaultLog, first, read_faults
+from experiments.faults import FaultLog, first, healthy_since, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
-from experiments.stats import rounded
-from experiments.verdict import Check, Figure, P, Verdict, gate, inconclusive
+from experiments.stats import failure_summary, rounded
+from experiments.verdict import Check, Figure, P, Verdict, gate, inconclusive, unhealthy
 
 PRIMARY, REPLICA = "server1", "server2"
 LOAD = "rw"   # raw/<case>/rw.csv: mixload of reads (GET /api/items) and writes (POST /api/items)
@@ -35,9 +35,9 @@ class SingleWriter(Experiment):
     checks = (
         gate("faults_ok", "==", True, "stopping and restarting the primary's MariaDB succeeded"),
         gate("before_write_success", ">=", P("healthy"), "write success before the stop", "%",
-             fail="writes were not healthy before the stop"),
+             fail=unhealthy("writes were not healthy before the stop", "before_write_failures")),
         gate("before_read_success", ">=", P("healthy"), "read success before the stop", "%",
-             fail="reads were not healthy before the stop"),
+             fail=unhealthy("reads were not healthy before the stop", "before_read_failures")),
         gate("down_writes", ">=", P("min_requests"), "writes in the window"),
         gate("down_replica_reads", ">=", P("min_requests"), "replica reads in the window"),
         Check("down_write_success", "==", 0, "write success while the primary is down", "%"),
@@ -57,7 +57,8 @@ class SingleWriter(Experiment):
         return (f"reads (GET /api/items) and writes (POST /api/items) through the load balancer, {p['rate'] / 2:g}/s "
                 f"each, while {PRIMARY}'s MariaDB (the only writable one) is stopped for {p['down_s']:g} s. The "
                 f"window: requests sent from the stop + {p['settle_s']:g} s and answered before the restart begins; "
-                f"reads served by {PRIMARY} (its local database is the stopped one) are reported, not judged")
+                f"reads served by {PRIMARY} (its local database is the stopped one) are reported, not judged; before "
+                f"the stop: requests sent once 10 reads and 10 writes in a row had succeeded (a wait of at most 10 s)")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         faults = FaultLog(lab, out / "faults.csv")
@@ -69,6 +70,7 @@ class SingleWriter(Experiment):
             out / f"{LOAD}.json")
         try:
             drive.wait_rows(csv_path, 1, timeout=10, proc=proc)
+            faults.mark_healthy(csv_path, proc, kinds=("read", "write"), consecutive=10)
             with window(out, "primary-down"):
                 drive.pause(params["before_s"])
                 say(f"fault: stop {PRIMARY}/mariadb")
@@ -89,7 +91,7 @@ class SingleWriter(Experiment):
             return inconclusive(rule, "faults.csv lacks the stop, the restart or the end: the run stopped early")
         rows = [r for r in lb.read_mix(raw / f"{LOAD}.csv") if r.t_sched < end.t_begin and r.error != "not_sent"]
         t0, t1 = stop.t_end + params["settle_s"], start.t_begin
-        before = [r for r in rows if (r.t_recv or r.t_sched) < stop.t_begin]
+        before = [r for r in rows if healthy_since(events) <= r.t_sched and (r.t_recv or r.t_sched) < stop.t_begin]
         # answered while the primary was still down: a request still waiting when the restart began may have
         # been served by the restarted primary, so it is counted apart (spanning), not judged
         down = [r for r in rows if t0 <= r.t_sched and (r.t_recv or float("inf")) < t1]
@@ -101,6 +103,8 @@ class SingleWriter(Experiment):
         m: dict[str, Any] = {
             "faults_ok": stop.ok and start.ok,
             "before_write_success": rounded(rate(kind(before, "write"))), "before_read_success": rounded(rate(kind(before, "read"))),
+            "before_write_failures": failure_summary(kind(before, "write")),
+            "before_read_failures": failure_summary(kind(before, "read")),
             "down_window_s": rounded(t1 - t0, 3), "down_writes": len(kind(down, "write")),
             "down_write_success": rounded(rate(kind(down, "write"))),
             "down_reads": len(kind(down, "read")), "down_read_success": rounded(rate(kind(down, "read"))),

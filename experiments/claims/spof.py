@@ -7,11 +7,11 @@ from typing import Any
 
 from experiments import drive, lb, plots
 from experiments.base import Case, Experiment, say
-from experiments.faults import FaultLog, first, read_faults
+from experiments.faults import FaultLog, first, healthy_since, read_faults
 from experiments.fidelity import window
 from experiments.registry import register
-from experiments.stats import between, outages, read_probe, rounded, success_rate
-from experiments.verdict import REFUTED, Check, Figure, P, Verdict, gate, inconclusive
+from experiments.stats import between, failure_summary, outages, read_probe, rounded, success_rate
+from experiments.verdict import REFUTED, Check, Figure, P, Verdict, gate, inconclusive, unhealthy
 
 # case -> (host whose web tier fails, success while it is down: "zero" or "stays")
 EXPECT = {"one-server": ("server1", "zero"), "distributed": ("server1", "stays")}
@@ -33,7 +33,7 @@ class Spof(Experiment):
     checks = (
         gate("faults_ok", "==", True, "the fault and the restore succeeded"),
         gate("baseline_success", ">=", P("healthy"), "success before the fault", "%",
-             fail="the site was not healthy before the fault"),
+             fail=unhealthy("the site was not healthy before the fault")),
         gate("fault_requests", ">=", P("min_fault_requests"), "requests in the fault window"),
         Check("fault_success", "==", 0, "success while the web tier is down", "%", cases=("one-server",)),
         Check("fault_success", ">=", P("healthy"), "success while the web tier is down", "%", cases=("distributed",)),
@@ -62,7 +62,8 @@ class Spof(Experiment):
         return (f"a probe requests {p['url']} every {p['interval'] * 1000:.0f} ms; server1's web tier fails "
                 f"({p['fault']}: {'its link down' if p['fault'] == 'link' else 'SIGKILL of ' + p['service']}) for "
                 f"{p['fault_s']:g} s, then is restored. The fault window: requests sent from the {p['fault']} + "
-                f"{p['settle_s']:g} s until the restore begins; before the fault: requests answered before it")
+                f"{p['settle_s']:g} s until the restore begins; before the fault: requests sent once 20 in a row had "
+                f"succeeded (a wait of at most 10 s after the probe starts) and answered before the fault")
 
     def run_case(self, lab: Any, case: Case, out: Path, params: dict[str, Any]) -> None:
         host = EXPECT[case.name][0]
@@ -76,6 +77,7 @@ class Spof(Experiment):
             evidence.enter_context(lb.LogSlice(hap, out))
         try:
             drive.wait_rows(csv_path, 1, timeout=10, proc=proc)
+            faults.mark_healthy(csv_path, proc)
             with evidence, window(out, "probe"):
                 drive.pause(params["before_s"])
                 say(f"fault: {params['fault']} {host}/{params['service']}")
@@ -103,12 +105,14 @@ class Spof(Experiment):
         if fault is None or restore is None:
             return inconclusive(rule, "faults.csv lacks the fault or the restore")
         f0, f1 = fault.t_end + params["settle_s"], restore.t_begin
-        base = [r for r in rows if r.t_recv < fault.t_begin]  # answered before the fault: in-flight ones may die with it
+        # sent once the site was seen healthy, answered before the fault (in-flight ones may die with it)
+        base = [r for r in rows if healthy_since(events) <= r.t_send and r.t_recv < fault.t_begin]
         during = between(rows, f0, f1)
         after = [r for r in rows if r.t_send >= restore.t_end + 1.0]
         recovered = next((r for r in rows if r.t_send >= restore.t_begin and r.ok), None)
         longest = max((o.seconds for o in outages(between(rows, fault.t_begin, restore.t_end + 1.0))), default=0.0)
         m = {"faults_ok": fault.ok and restore.ok, "requests": len(rows), "baseline_success": rounded(success_rate(base)),
+             "baseline_failures": failure_summary(base),
              "fault_window_s": rounded(f1 - f0, 3), "fault_requests": len(during),
              "fault_success": rounded(success_rate(during)), "after_requests": len(after),
              "after_success": rounded(success_rate(after)), "longest_outage_s": rounded(longest, 3),

@@ -90,6 +90,27 @@ def test_spof_inconclusive_when_site_was_unhealthy_before(tmp_path: Path) -> Non
     assert "not healthy" in v.reasons[0]
 
 
+def test_spof_unhealthy_reason_says_what_failed_and_when(tmp_path: Path) -> None:
+    exp, raw = spof_run(tmp_path, baseline_ok=lambda t: not (T0 + 1.0 <= t < T0 + 1.1))
+    v = exp.analyse(raw)
+    assert v.verdict == "inconclusive"
+    assert "5 of 150 failed (5x ConnectionRefusedError) at +1.0 s..+1.1 s" in v.reasons[0], v.reasons
+
+
+def test_spof_baseline_starts_where_the_site_was_seen_healthy(tmp_path: Path) -> None:
+    # a cold first second (every request refused) followed by the healthy mark: the baseline starts there
+    exp, raw = spof_run(tmp_path, baseline_ok=lambda t: t > T0 + 1.0)
+    case = raw / "one-server"
+    with open(case / "faults.csv", "a", newline="") as f:
+        csv.writer(f).writerow([f"{T0 + 1.4:.6f}", f"{T0 + 1.4:.6f}", "healthy", "probe.csv", 1, ""])
+    v = exp.analyse(raw)
+    assert v.verdict == "supported", v.reasons
+    assert v.measured["baseline_success"] == 1.0
+    # a mark logged after its wait timed out does not move the baseline: the cold second is judged
+    (case / "faults.csv").write_text((case / "faults.csv").read_text().replace("probe.csv,1,", "probe.csv,1,not reached"))
+    assert exp.analyse(raw).verdict == "inconclusive"
+
+
 def test_spof_inconclusive_when_too_few_requests_in_fault_window(tmp_path: Path) -> None:
     exp, raw = spof_run(tmp_path, kill_at=3.0, restore_at=3.5)
     v = exp.analyse(raw)

@@ -250,3 +250,31 @@ def test_tools_speak_https_verified_for_the_url_name(tmp_path):
         assert "CERTIFICATE_VERIFY_FAILED" in out.read_text() or ",200," not in out.read_text()
     finally:
         server.shutdown()
+
+
+def test_wait_healthy_wants_the_latest_requests_ok_of_every_kind(tmp_path: Path) -> None:
+    from experiments.drive import wait_healthy
+    path = tmp_path / "mix.csv"
+    header = "i,kind,source,t_sched,t_send,t_recv,status,ok,served_by,error\n"
+
+    def rows(kinds_ok: list[tuple[str, int]], t0: float = 100.0) -> str:
+        return "".join(f"{i},{k},,{t0 + i:.1f},{t0 + i:.1f},{t0 + i + 0.5:.1f},{200 if ok else ''},{ok},s1,\n"
+                       for i, (k, ok) in enumerate(kinds_ok))
+    path.write_text(header + rows([("read", 0)] + [("read", 1)] * 3 + [("write", 1)] * 2))
+    assert wait_healthy(path, 3, 0.0, ("read",)) is False   # a timeout of 0: one look, no wait
+    assert wait_healthy(path, 3, 0.2, ("read",)) is True    # the latest three reads succeeded
+    assert wait_healthy(path, 3, 0.2, ("read", "write")) is False  # only two writes so far
+    assert wait_healthy(path, 4, 0.2, ("read",)) is False  # the fourth-latest read failed
+    # rows are written when answered: order by send time, so a late failure still counts as recent
+    path.write_text(header + rows([("read", 1)] * 3) + "9,read,,99.0,99.0,104.0,,0,,timeout\n")
+    assert wait_healthy(path, 3, 0.2, ("read",)) is True
+    assert wait_healthy(path, 4, 0.2, ("read",)) is False
+    assert wait_healthy(tmp_path / "absent.csv", 1, 0.1) is False
+
+
+def test_failure_summary_counts_kinds_and_times() -> None:
+    from experiments.stats import Request, failure_summary
+    rows = [Request(10.0 + i * 0.1, 10.05 + i * 0.1, i not in (3, 4, 7), 502 if i == 7 else None, "",
+                    "" if i == 7 else "ConnectionResetError: [Errno 104]") for i in range(10)]
+    assert failure_summary(rows) == "3 of 10 failed (2x ConnectionResetError, 1x HTTP 502) at +0.3 s..+0.7 s from the first send"
+    assert failure_summary([r for r in rows if r.ok]) == ""
