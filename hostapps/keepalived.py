@@ -73,10 +73,11 @@ class Keepalived(Service):
 
     def argv(self) -> list[str]:
         d = self.dir
-        # Own pid files: hosts share the filesystem, and the defaults are machine-wide paths.
+        # Own pid files: hosts share the filesystem, and the defaults are machine-wide paths. 2.3 checks
+        # the BFD child's (/run/bfd.pid) even with --vrrp only: the second load balancer refused to start.
         return ["keepalived", "--vrrp", "--dont-fork", "--log-console", "--log-detail", "--no-syslog",
                 "-f", str(self.conf), "-p", str(d / "keepalived.pid"), "-r", str(d / "vrrp.pid"),
-                "-c", str(d / "checkers.pid")]
+                "-c", str(d / "checkers.pid"), "-b", str(d / "bfd.pid")]
 
     def probe(self) -> bool:
         # Ready once its VRRP instance has settled in a state (MASTER holds the VIP, BACKUP not).

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hostapps.base import Service, render_template
-from hostapps.snmp_exporter import MODULE as SNMP_MODULE
+from hostapps.snmp_exporter import MODULE as SNMP_MODULE, SnmpExporter, scrape_params
 from weblab.core.errors import NotReady, WeblabError
 
 
@@ -136,7 +136,7 @@ class Prometheus(Service):
         self.conf.write_text(render_template(
             "prometheus.yml.j2", host=self.host.name, dir=self.dir, rules=str(self.rules),
             jobs=self.jobs(), scrape_interval=o["scrape_interval"], snmp_exporter=o["snmp_exporter"],
-            snmp_module=SNMP_MODULE,
+            snmp_module=SNMP_MODULE, snmp_params=scrape_params(SnmpExporter.version()),
             evaluation_interval=o["evaluation_interval"]))
         self.rules.write_text(render_template(
             "prometheus-rules.yml.j2", host=self.host.name, window=o["rate_window"],

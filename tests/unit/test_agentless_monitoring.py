@@ -199,13 +199,26 @@ def test_snmpd_rejects_bad_options(tmp_path, opts, message):
         Snmpd(host(), tmp_path, **opts)
 
 
-def test_snmp_exporter_module_walks_the_two_octet_counters_with_ifname(tmp_path):
-    from hostapps.snmp_exporter import MODULE, SnmpExporter
+# the SNMP exporter on Debian 12 (0.21: auth inside the module) and Debian 13 (0.28: auths apart)
+SNMP_RELEASES = {"0.21": (0, 21, 0), "0.28": (0, 28, 0)}
+
+
+@pytest.mark.parametrize("release", SNMP_RELEASES)
+def test_snmp_exporter_module_walks_the_two_octet_counters_with_ifname(tmp_path, monkeypatch, release):
+    from hostapps.snmp_exporter import AUTH, MODULE, SnmpExporter
+    monkeypatch.setattr(SnmpExporter, "version", classmethod(lambda cls: SNMP_RELEASES[release]))
     e = SnmpExporter(host("monitor"), tmp_path)
     e.render()
     doc = yaml.safe_load(e.conf.read_text())
-    mod = doc[MODULE]
-    assert mod["version"] == 2 and mod["auth"]["community"] == e.opts["community"]
+    if release == "0.21":
+        mod = doc[MODULE]
+        assert mod["version"] == 2 and mod["auth"]["community"] == e.opts["community"]
+    else:
+        assert set(doc) == {"auths", "modules"} and set(doc["modules"]) == {MODULE}
+        assert doc["auths"] == {AUTH: {"version": 2, "community": e.opts["community"]}}
+        mod = doc["modules"][MODULE]
+        assert "auth" not in mod and "version" not in mod
+    assert mod["timeout"] == "1s" and mod["retries"] == 0
     assert set(mod["walk"]) == {"1.3.6.1.2.1.31.1.1.1.1", "1.3.6.1.2.1.31.1.1.1.6", "1.3.6.1.2.1.31.1.1.1.10"}
     metrics = {x["name"]: x for x in mod["metrics"]}
     assert set(metrics) == {"ifHCInOctets", "ifHCOutOctets"}
@@ -255,8 +268,11 @@ def test_nginx_sends_its_access_log_as_syslog_only_when_asked(tmp_path):
     assert "syslog" not in plain.conf.read_text()
 
 
-def test_prometheus_asks_the_snmp_exporter_for_each_agent(tmp_path):
+@pytest.mark.parametrize("release", SNMP_RELEASES)
+def test_prometheus_asks_the_snmp_exporter_for_each_agent(tmp_path, monkeypatch, release):
     from hostapps.prometheus import Prometheus
+    from hostapps.snmp_exporter import SnmpExporter
+    monkeypatch.setattr(SnmpExporter, "version", classmethod(lambda cls: SNMP_RELEASES[release]))
     p = Prometheus(host("monitor"), tmp_path, targets=[
         {"job": "snmp", "host": "server1", "address": SERVER},
         {"job": "mtail", "host": "monitor", "address": "127.0.0.1"}])
@@ -264,7 +280,9 @@ def test_prometheus_asks_the_snmp_exporter_for_each_agent(tmp_path):
     doc = yaml.safe_load(p.conf.read_text())
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
     snmp = jobs["snmp"]
-    assert snmp["metrics_path"] == "/snmp" and snmp["params"] == {"module": ["if_octets"]}
+    assert snmp["metrics_path"] == "/snmp"
+    assert snmp["params"] == ({"module": ["if_octets"]} if release == "0.21" else
+                              {"module": ["if_octets"], "auth": ["lab_v2c"]})
     assert snmp["static_configs"] == [{"targets": [f"{SERVER}:161"], "labels": {"server": "server1"}}]
     relabel = {r["target_label"]: r for r in snmp["relabel_configs"]}
     assert relabel["__param_target"]["source_labels"] == ["__address__"]

@@ -32,6 +32,8 @@ OUTPUTS = {
         "nginx_exporter, version 1.4.1 (branch: debian/sid, revision: 1.4.1-1+b5)"),
     "prometheus-mysqld-exporter": ("mysqld_exporter, version 0.14.0 (branch: debian/sid, revision: 0.14.0-3+b5)",
                                    "mysqld_exporter, version 0.17.2 (branch: debian/sid, revision: 0.17.2-1+b4)"),
+    "prometheus-snmp-exporter": ("snmp_exporter, version 0.21.0 (branch: debian/sid, revision: 0.21.0-1+b5)",
+                                 "snmp_exporter, version 0.28.0 (branch: debian/sid, revision: 0.28.0-1+b5)"),
     "ovs-vswitchd": ("ovs-vswitchd (Open vSwitch) 3.1.0", "ovs-vswitchd (Open vSwitch) 3.5.0"),
 }
 

@@ -40,6 +40,8 @@ PROBES: dict[str, Probe] = {
                                        rf"[Ee]xporter,? version[= ]{_DOTTED}"),
     "prometheus-mysqld-exporter": Probe(("prometheus-mysqld-exporter", "--version"),
                                         rf"mysqld_exporter, version {_DOTTED}"),
+    "prometheus-snmp-exporter": Probe(("prometheus-snmp-exporter", "--version"),
+                                      rf"snmp_exporter, version {_DOTTED}"),
     "ovs-vswitchd": Probe(("ovs-vswitchd", "--version"), rf"\(Open vSwitch\) {_DOTTED}"),
 }
 
@@ -54,6 +56,7 @@ TRIED: dict[str, tuple[str, str]] = {
     "prometheus-node-exporter": ("1.5.0", "1.9.0"),
     "prometheus-nginx-exporter": ("0.11.0", "1.4.1"),
     "prometheus-mysqld-exporter": ("0.14.0", "0.17.2"),
+    "prometheus-snmp-exporter": ("0.21.0", "0.28.0"),
     "ovs-vswitchd": ("3.1.0", "3.5.0"),
 }
 TRIED_ON = "Debian 12 and 13"
